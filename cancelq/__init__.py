@@ -1,0 +1,1 @@
+"""cancelq: cancel orders on Bybit V5 through Redis and Celery."""

@@ -1,0 +1,3 @@
+from cancelq.cli import app
+
+app()

@@ -1,0 +1,180 @@
+"""The ``cancelq`` command line (typer): demo, worker, enqueue, status, simulator, health, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import track
+
+from cancelq.errors import CancelqError
+from cancelq.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="cancelq",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Cancel orders on Bybit V5 through Redis and Celery.",
+)
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+err = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except CancelqError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _require_redis(settings: Settings) -> str:
+    if settings.redis_url is None:
+        err.print("[red]error:[/] CANCELQ_REDIS_URL is not set")
+        raise typer.Exit(2)
+    return settings.redis_url
+
+
+@app.command()
+def demo(
+    cancels: Annotated[int, typer.Option(help="Orders placed and cancelled.")] = 300,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+) -> None:
+    """The main job: embedded Redis + simulator + workers + producers, ending with a summary."""
+    from cancelq.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(), orders=cancels, workers=workers))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def worker(ctx: typer.Context) -> None:
+    """Run a worker pod; extra options go to ``celery worker`` (e.g. --concurrency 16)."""
+    from worker.main import run_worker
+
+    try:
+        run_worker(_settings(), ctx.args)
+    except CancelqError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def enqueue(
+    account: Annotated[str | None, typer.Option(help="Account alias.")] = None,
+    category: Annotated[str | None, typer.Option(help="spot, linear, inverse or option.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="e.g. BTCUSDT.")] = None,
+    order_id: Annotated[str | None, typer.Option("--order-id")] = None,
+    order_link_id: Annotated[str | None, typer.Option("--order-link-id")] = None,
+    order_filter: Annotated[str | None, typer.Option("--order-filter")] = None,
+    request_id: Annotated[str | None, typer.Option("--request-id")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="JSONL file of cancels (one JSON object a line); - = stdin.")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Wait this many seconds for outcomes.")] = 0.0,
+    chunk: Annotated[int, typer.Option(help="Cancels per round trip from a file.")] = 500,
+) -> None:
+    """Enqueue one cancel from options, or many from a JSONL file or stdin."""
+    from producers.client import CancelProducer
+
+    settings = _settings()
+    producer = CancelProducer.from_url(
+        _require_redis(settings), queue=settings.queue, key_prefix=settings.key_prefix
+    )
+    try:
+        if file is None:
+            fields = _one_cancel(
+                account=account,
+                category=category,
+                symbol=symbol,
+                orderId=order_id,
+                orderLinkId=order_link_id,
+                orderFilter=order_filter,
+                requestId=request_id,
+            )
+            ids = producer.enqueue_many([fields])
+        else:
+            ids = _enqueue_file(producer, file, chunk)
+        for rid in ids:
+            typer.echo(rid)
+        if wait > 0:
+            for outcome in producer.wait_many(ids, wait).values():
+                typer.echo(outcome.to_json())
+    except (CancelqError, TimeoutError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _one_cancel(**fields: str | None) -> dict[str, str]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _enqueue_file(producer: Any, file: Path, chunk: int) -> list[str]:
+    lines = list(_jsonl(file))
+    ids: list[str] = []
+    batches = [lines[i : i + chunk] for i in range(0, len(lines), chunk)]
+    for batch in track(batches, description="enqueueing", console=err, disable=len(batches) < 2):
+        ids.extend(producer.enqueue_many(batch))
+    return ids
+
+
+def _jsonl(file: Path) -> Iterator[dict[str, Any]]:
+    stream = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
+    with stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(item, dict):
+                raise ValueError(f"line {number}: expected a JSON object")
+            yield item
+
+
+@app.command()
+def status(request_ids: Annotated[list[str], typer.Argument(help="requestId(s).")]) -> None:
+    """Print the outcome of each request (exit 3 when any is still pending)."""
+    from producers.client import CancelProducer
+
+    settings = _settings()
+    producer = CancelProducer.from_url(
+        _require_redis(settings), queue=settings.queue, key_prefix=settings.key_prefix
+    )
+    outcomes = producer.outcomes(request_ids)
+    for rid in request_ids:
+        found = outcomes.get(rid)
+        typer.echo(
+            found.to_json() if found else json.dumps({"requestId": rid, "status": "pending"})
+        )
+    if len(outcomes) < len(set(request_ids)):
+        raise typer.Exit(3)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def simulator(ctx: typer.Context) -> None:
+    """Run the Bybit V5 simulator (see simulator/README.md for its options)."""
+    from simulator.cli import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
+@app.command()
+def health(
+    max_age_s: Annotated[float | None, typer.Option(help="Default: 3 heartbeats.")] = None,
+) -> None:
+    """Exit 0 while this pod's worker is alive (fresh heartbeat), 1 otherwise."""
+    from worker.observability import heartbeat_age_s
+
+    settings = _settings()
+    age = heartbeat_age_s(settings.health_file)
+    limit = max_age_s if max_age_s is not None else 3 * settings.heartbeat_s
+    if age is None or age > limit:
+        err.print(f"unhealthy: heartbeat {'missing' if age is None else f'{age:.1f}s old'}")
+        raise typer.Exit(1)
+    typer.echo(f"ok: heartbeat {age:.1f}s old")

@@ -1,0 +1,34 @@
+"""Every Redis key cancelq uses, built in one place under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder. ``prefix`` is ``Settings.key_prefix``; ``queue`` is the Celery queue list."""
+
+    prefix: str = "cancelq"
+    queue: str = "cancelq"
+
+    def outcome(self, request_id: str) -> str:
+        """JSON of a request's final outcome (string, with TTL)."""
+        return f"{self.prefix}:outcome:{request_id}"
+
+    def claim(self, account: str, identity: str) -> str:
+        """Dedup claim of one cancel identity (hash: owner, state, lease, attempts, startedAt)."""
+        return f"{self.prefix}:claim:{account}:{identity}"
+
+    def dead_letters(self) -> str:
+        """Stream of messages that could not be read as a cancel."""
+        return f"{self.prefix}:dead-letters"
+
+    def deferred(self) -> str:
+        """Sorted set of cancels parked until a time (retry backoff or rate budget)."""
+        return f"{self.prefix}:deferred"
+
+    @property
+    def unacked(self) -> str:
+        """Kombu's hash of messages delivered to a worker and not acknowledged yet."""
+        return "unacked"

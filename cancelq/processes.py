@@ -1,0 +1,102 @@
+"""Worker processes started from Python: used by the demo, the tests and the benchmarks.
+
+Each worker is ``python -m cancelq worker`` with its own environment; its log goes to a file
+(read to know when it is ready, and scanned by tests for secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+READY_MARK = "ready."
+
+
+class WorkerProcess:
+    def __init__(
+        self, env: Mapping[str, str], log_file: Path, celery_args: Sequence[str] = (),
+    ) -> None:
+        self.env = {**os.environ, **env}
+        self.log_file = log_file
+        self.celery_args = list(celery_args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout_s: float = 30.0) -> WorkerProcess:
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cancelq", "worker", *self.celery_args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if READY_MARK in self.log_text(since_start=True):
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited at start:\n{self.log_text(since_start=True)}")
+            time.sleep(0.05)
+        raise TimeoutError(f"worker not ready in {timeout_s}s:\n{self.log_text(since_start=True)}")
+
+    def log_text(self, *, since_start: bool = False) -> str:
+        try:
+            data = self.log_file.read_bytes()
+        except FileNotFoundError:
+            return ""
+        return data[self._log_offset if since_start else 0 :].decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(sig)
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM (warm shutdown), then SIGKILL after ``timeout_s``; returns the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started (its process group)."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,93 @@
+"""Settings: one frozen, validated object built once from the environment (``CANCELQ_*``).
+
+Every default is listed here with its unit. Build it with :func:`load_settings` and pass it
+explicitly; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cancelq.contract import QUEUE
+from cancelq.errors import ConfigError
+
+TESTNET_URL = "https://api-testnet.bybit.com"
+
+
+class Settings(BaseSettings):
+    """Worker, producer and CLI settings. Env var = ``CANCELQ_`` + field name in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CANCELQ_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    redis_url: str | None = None
+    """Broker, dedup, limiter and outcome store. None: the demo starts an embedded Redis."""
+    bybit_base_url: str = TESTNET_URL
+    """Exchange REST base; testnet by default, never mainnet."""
+    accounts_file: Path | None = None
+    """TOML accounts file (see README)."""
+    metrics_port: int = Field(9808, ge=0, le=65535)
+    """Prometheus /metrics port of a worker pod; 0 disables the endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """Address /metrics binds to; set 0.0.0.0 in a pod so Prometheus can scrape it."""
+
+    key_prefix: str = Field("cancelq", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    """Prefix of every Redis key cancelq writes (the Celery queue list is ``queue``)."""
+    queue: str = QUEUE
+    """Celery queue (Redis list) the producers push to."""
+
+    outcome_ttl_s: int = Field(86_400, gt=0)
+    """How long a final outcome stays readable (seconds)."""
+    dedup_ttl_s: int = Field(86_400, gt=0)
+    """How long a finished cancel identity stays deduplicated (seconds)."""
+    dedup_lease_s: float = Field(60.0, gt=0)
+    """A claim not renewed for this long is taken over by a duplicate (seconds)."""
+    visibility_timeout_s: int = Field(300, gt=0)
+    """Broker re-delivers a message a dead worker held after this long (seconds)."""
+    shutdown_grace_s: float = Field(25.0, ge=0)
+    """SIGTERM: finish in-flight requests within this time, then hand the rest back (seconds)."""
+
+    http_connect_timeout_s: float = Field(3.05, gt=0)
+    http_read_timeout_s: float = Field(10.0, gt=0)
+    http_pool_size: int = Field(16, gt=0)
+    """Keep-alive connections per worker process to the exchange."""
+
+    max_attempts: int = Field(8, ge=1)
+    """Exchange attempts per request before it fails."""
+    request_deadline_s: float = Field(60.0, gt=0)
+    """A request not finished this long after its first attempt fails (seconds)."""
+    backoff_base_s: float = Field(0.1, gt=0)
+    backoff_max_s: float = Field(5.0, gt=0)
+    """Exponential backoff with full jitter between these bounds (seconds)."""
+    not_found_recheck_s: float = Field(2.0, ge=0)
+    """'Order does not exist' is re-checked for this long: a cancel can overtake its create."""
+    not_found_retry_s: float = Field(0.25, gt=0)
+    """Delay between those re-checks (seconds)."""
+    clock_refresh_s: float = Field(300.0, gt=0)
+    """Server-time offset is refreshed at least this often (seconds), and on every 10002."""
+    ip_ban_pause_s: float = Field(600.0, gt=0)
+    """After HTTP 403 this pod sends nothing for this long (Bybit bans for 10 minutes)."""
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    health_file: Path = Path("/tmp/cancelq-worker.health")  # noqa: S108 - per-pod liveness file
+    """Heartbeat file the worker refreshes; ``cancelq health`` reads its age."""
+    heartbeat_s: float = Field(5.0, gt=0)
+    """How often the worker refreshes the heartbeat and samples queue depth (seconds)."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and overrides); ConfigError when invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"CANCELQ_{str(e['loc'][0]).upper()}: {e['msg']}"
+            for e in exc.errors(include_input=False)
+        ]
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,99 @@
+"""The Python producer API for strategy engines.
+
+::
+
+    producer = CancelProducer.from_url("redis://127.0.0.1:6379/0")
+    rid = producer.enqueue(account="main", category="spot", symbol="BTCUSDT", orderLinkId="x1")
+    outcome = producer.wait(rid, timeout_s=5)
+
+Invalid input is refused here (:class:`~cancelq.errors.ContractError` names each field and its
+rule) and never reaches the queue. ``enqueue_many`` validates everything first, then pushes all
+messages in one pipelined round trip.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from cancelq.contract import QUEUE, parse_cancel
+from cancelq.errors import StoreError
+from cancelq.keys import Keys
+from cancelq.outcomes import Outcome, OutcomeReader
+from producers.message import encode_message
+
+POLL_START_S = 0.005
+POLL_MAX_S = 0.1
+
+
+class CancelProducer:
+    def __init__(
+        self, client: redis.Redis, queue: str = QUEUE, key_prefix: str = "cancelq"
+    ) -> None:
+        self._redis = client
+        self._queue = queue
+        self._outcomes = OutcomeReader(client, Keys(prefix=key_prefix, queue=queue))
+
+    @classmethod
+    def from_url(cls, url: str, queue: str = QUEUE, key_prefix: str = "cancelq") -> CancelProducer:
+        return cls(redis.Redis.from_url(url), queue=queue, key_prefix=key_prefix)
+
+    def enqueue(self, **fields: Any) -> str:
+        """Validate and enqueue one cancel; returns its ``requestId``."""
+        return self.enqueue_many([fields])[0]
+
+    def enqueue_many(self, requests: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Validate all, then enqueue all in one round trip; returns their ``requestId``s."""
+        prepared = [prepare(fields) for fields in requests]
+        if not prepared:
+            return []
+        messages = [encode_message(fields, fields["requestId"], self._queue) for fields in prepared]
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.lpush(self._queue, message)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"enqueue failed: {exc}") from exc
+        return [fields["requestId"] for fields in prepared]
+
+    def outcome(self, request_id: str) -> Outcome | None:
+        """The final outcome, or None while the request is pending."""
+        return self._outcomes.get(request_id)
+
+    def outcomes(self, request_ids: Sequence[str]) -> dict[str, Outcome]:
+        return self._outcomes.get_many(request_ids)
+
+    def wait(self, request_id: str, timeout_s: float) -> Outcome:
+        """Block until the request has its final outcome; TimeoutError after ``timeout_s``."""
+        return self.wait_many([request_id], timeout_s)[request_id]
+
+    def wait_many(self, request_ids: Sequence[str], timeout_s: float) -> dict[str, Outcome]:
+        """Block until every request has its outcome; TimeoutError names how many are missing."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(dict.fromkeys(request_ids))
+        done: dict[str, Outcome] = {}
+        pause = POLL_START_S
+        while pending:
+            done.update(self._outcomes.get_many(pending))
+            pending = [rid for rid in pending if rid not in done]
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(pending)} of {len(request_ids)} requests have no outcome")
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, POLL_MAX_S)
+        return done
+
+
+def prepare(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill ``requestId`` and ``enqueuedAt`` when absent, then validate (ContractError)."""
+    filled = dict(fields)
+    filled.setdefault("requestId", uuid.uuid4().hex)
+    filled.setdefault("enqueuedAt", int(time.time() * 1000))
+    parse_cancel(filled)
+    return filled

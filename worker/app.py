@@ -1,0 +1,65 @@
+"""The Celery app, configured for this job. Each setting says why it is what it is."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from cancelq.contract import TASK_NAME
+from cancelq.errors import ConfigError
+from cancelq.settings import Settings
+
+
+def create_app(settings: Settings) -> Celery:
+    if settings.redis_url is None:
+        raise ConfigError("CANCELQ_REDIS_URL is required")
+    app = Celery("cancelq", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        # JSON only: a pickle (or any other) message is refused, never executed.
+        task_serializer="json",
+        accept_content=["json"],
+        # Outcomes are ours (readable by requestId, with a TTL); no Celery result backend.
+        result_backend=None,
+        task_ignore_result=True,
+        task_default_queue=settings.queue,
+        task_routes={TASK_NAME: {"queue": settings.queue}},
+        # Late acks: a message is acknowledged only after its outcome is recorded (or it was
+        # rescheduled), so a worker killed mid-request leaves it unacked for re-delivery.
+        task_acks_late=True,
+        # A prefork child killed mid-task: requeue its message instead of acking it as failed.
+        task_reject_on_worker_lost=True,
+        # An unexpected failure must not ack (= drop) the cancel: it is rejected and, with the
+        # Redis transport, restored after the visibility timeout.
+        task_acks_on_failure_or_timeout=False,
+        # Prefetch one message per execution slot: a pod does not hoard cancels other pods
+        # could send now (retries with a countdown do not count against it).
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            # A message a dead worker held comes back after this long. Far above any countdown
+            # cancelq schedules (<= backoff_max_s) and any request's HTTP timeouts, so a
+            # waiting retry is never re-delivered while its worker is alive.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_keepalive": True,
+            "socket_connect_timeout": 5,
+            "socket_timeout": 10,
+            "retry_on_timeout": True,
+            "health_check_interval": 10,
+        },
+        # Reconnect to the broker forever, from the first connection on.
+        broker_connection_retry=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # After a lost broker connection, unacked messages are re-delivered anyway: cancel the
+        # running copies instead of finishing them twice.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # SIGTERM: stop consuming, give running requests this long, then hand the rest back.
+        worker_soft_shutdown_timeout=settings.shutdown_grace_s,
+        worker_enable_soft_shutdown_on_idle=True,
+        # No events, no remote-control chatter: nothing listens to them, they cost Redis work.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_enable_remote_control=False,
+        # cancelq configures logging itself (JSON when asked, secrets redacted).
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    return app

@@ -1,0 +1,83 @@
+"""Dedup claims and final outcome records: the two Redis scripts of the pipeline.
+
+A cancel's identity is (account, category, orderLinkId, or orderId when there is no link id).
+The first request claims it; a duplicate arriving while it is in flight or after it finished
+points at it and sends nothing. A claim whose lease is not renewed (its worker died) is taken
+over, so a crash never blocks a cancel. See ``claim.lua`` and ``finish.lua``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import redis
+
+from cancelq.errors import StoreError
+from cancelq.keys import Keys
+from cancelq.outcomes import Outcome
+
+Verdict = Literal["own", "duplicate", "finished"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: Verdict
+    owner: str
+    attempts: int
+    started_at_ms: int
+
+
+def _script(name: str) -> str:
+    return resources.files("worker").joinpath(name).read_text(encoding="utf-8")
+
+
+class ClaimStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        lease_s: float,
+        dedup_ttl_s: int,
+        outcome_ttl_s: int,
+    ) -> None:
+        self._keys = keys
+        self._lease_ms = int(lease_s * 1000)
+        self._dedup_ttl_ms = dedup_ttl_s * 1000
+        self._outcome_ttl_ms = outcome_ttl_s * 1000
+        self._claim = client.register_script(_script("claim.lua"))
+        self._finish = client.register_script(_script("finish.lua"))
+
+    def claim(self, account: str, identity: str, request_id: str, now_ms: int) -> Claim:
+        keys = [self._keys.claim(account, identity), self._keys.outcome(request_id)]
+        args: list[str | int] = [request_id, self._lease_ms, self._dedup_ttl_ms, now_ms]
+        try:
+            verdict, owner, attempts, started = self._claim(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError(f"claiming a cancel failed: {exc}") from exc
+        return Claim(_text(verdict), _text(owner), int(attempts), int(started))  # type: ignore[arg-type]
+
+    def finish(
+        self, outcome: Outcome, *, account: str | None, identity: str | None, keep: bool
+    ) -> bool:
+        """Record ``outcome`` (first one wins) and keep or release the identity's claim."""
+        keys = [self._keys.outcome(outcome.requestId)]
+        if account is not None and identity is not None:
+            keys.append(self._keys.claim(account, identity))
+        args: list[str | int] = [
+            outcome.to_json(),
+            self._outcome_ttl_ms,
+            outcome.requestId,
+            int(keep),
+            self._dedup_ttl_ms,
+        ]
+        try:
+            return bool(self._finish(keys=keys, args=args))
+        except redis.RedisError as exc:
+            raise StoreError(f"recording an outcome failed: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

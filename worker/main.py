@@ -1,0 +1,60 @@
+"""``cancelq worker``: build everything once from the settings and run a Celery worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+from cancelq.keys import Keys
+from cancelq.logs import configure_logging
+from cancelq.settings import Settings
+from worker.app import create_app
+from worker.metrics import Metrics
+from worker.observability import Observer, observer_step
+from worker.pipeline import CancelPipeline
+from worker.runtime import build_runtime
+from worker.task import PipelineProvider, register_cancel_task
+
+#: Measured (README, "Choosing the pool"): threads beat prefork for an I/O-bound cancel.
+DEFAULT_POOL = ("--pool", "threads", "--concurrency", "8")
+
+
+def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
+    metrics = Metrics()
+    runtime = build_runtime(settings, metrics)  # fail fast on a bad accounts file
+    configure_logging(settings.log_format, settings.log_level, runtime.secrets)
+    app = create_app(settings)
+    provider = PipelineProvider(
+        lambda: CancelPipeline(build_runtime(settings, metrics)), initial=CancelPipeline(runtime)
+    )
+    register_cancel_task(app, provider)
+    keys = Keys(prefix=settings.key_prefix, queue=settings.queue)
+    observer = Observer(
+        metrics,
+        runtime.redis,
+        keys,
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        health_file=settings.health_file,
+        interval_s=settings.heartbeat_s,
+    )
+    app.steps["worker"].add(observer_step(observer))
+    return app, provider
+
+
+def run_worker(settings: Settings, celery_args: Sequence[str]) -> None:
+    app, _ = build_worker(settings)
+    argv = [
+        "worker",
+        "--queues",
+        settings.queue,
+        *DEFAULT_POOL,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        settings.log_level,
+        *celery_args,
+    ]
+    app.worker_main(argv)

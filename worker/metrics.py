@@ -1,0 +1,164 @@
+"""Prometheus metrics of a worker pod.
+
+Names and labels are a contract with ``monitoring/`` (alert rules, dashboards) and are listed in
+``docs/DESIGN.md``. Every label set is bounded: ``account`` is an alias from the accounts file or
+``unknown``; ``ret_code`` is Bybit's code (a bounded set in practice) or ``http_<status>`` /
+``network``. Never an order id, an API key or a secret.
+
+Updating a metric must never fail a cancel: the pipeline calls these through :func:`safely`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import ParamSpec
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
+
+#: Sub-millisecond (loopback simulator) to tens of seconds (retries with backoff).
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+)
+BATCH_BUCKETS = (1, 2, 3, 5, 10, 20)
+UNKNOWN_ACCOUNT = "unknown"
+
+
+class Metrics:
+    """All metrics of one worker, registered in one registry (a private one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.end_to_end = Histogram(
+            "cancelq_end_to_end_seconds",
+            "Producer enqueuedAt to exchange reply.",
+            ["account", "category"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "cancelq_queue_wait_seconds",
+            "Producer enqueuedAt to the worker starting the request.",
+            ["account"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.exchange_request = Histogram(
+            "cancelq_exchange_request_seconds",
+            "One HTTP round trip to the exchange.",
+            ["account", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.exchange_responses = Counter(
+            "cancelq_exchange_responses",
+            "Exchange replies by Bybit retCode (or http_<status> / network).",
+            ["account", "category", "endpoint", "ret_code"],
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "cancelq_outcomes",
+            "Final outcomes by status.",
+            ["account", "status"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "cancelq_retries",
+            "Retries scheduled, by reason.",
+            ["account", "reason"],
+            registry=r,
+        )
+        self.dedup_hits = Counter(
+            "cancelq_dedup_hits",
+            "Duplicates answered from an earlier request.",
+            ["account"],
+            registry=r,
+        )
+        self.ratelimit_wait = Histogram(
+            "cancelq_ratelimit_wait_seconds",
+            "Time a cancel waited for its key's rate budget.",
+            ["account"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ratelimit_remaining = Gauge(
+            "cancelq_ratelimit_remaining",
+            "Last X-Bapi-Limit-Status seen.",
+            ["account", "endpoint"],
+            registry=r,
+        )
+        self.ratelimit_limit = Gauge(
+            "cancelq_ratelimit_limit",
+            "Last X-Bapi-Limit seen.",
+            ["account", "endpoint"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "cancelq_batch_size",
+            "Cancels per exchange request.",
+            ["account", "category"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.clock_offset = Gauge(
+            "cancelq_clock_offset_seconds",
+            "Exchange clock minus local clock.",
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "cancelq_in_flight",
+            "Requests being processed by this worker.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "cancelq_queue_depth",
+            "Cancels waiting: queue=cancelq (broker list), unacked (taken, not finished), "
+            "deferred (parked for a retry or a rate budget).",
+            ["queue"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "cancelq_dead_letters",
+            "Messages that could not be read as a cancel.",
+            ["reason"],
+            registry=r,
+        )
+        self.ip_banned = Gauge(
+            "cancelq_ip_banned",
+            "1 while this pod has stopped sending after an HTTP 403.",
+            registry=r,
+        )
+        self.kills = Counter(
+            "cancelq_kills",
+            "Kill-switch runs.",
+            ["account", "category"],
+            registry=r,
+        )
+
+
+P = ParamSpec("P")
+
+
+def safely(update: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Run a metric update; log and swallow any error so a metric can never fail a cancel."""
+    try:
+        update(*args, **kwargs)
+    except Exception:  # metrics are best effort by design
+        log.warning("metric update failed", exc_info=True)

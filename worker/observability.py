@@ -1,0 +1,106 @@
+"""What a worker pod shows operators: /metrics, a heartbeat file for probes, queue depth.
+
+Runs beside Celery as a worker bootstep; every failure here is logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import bootsteps
+from prometheus_client import start_http_server
+
+from cancelq.keys import Keys
+from worker.metrics import Metrics, safely
+
+log = logging.getLogger(__name__)
+
+
+class Observer:
+    """Serves /metrics and, every ``interval_s``, writes the heartbeat and samples queues."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        host: str,
+        port: int,
+        health_file: Path,
+        interval_s: float,
+    ) -> None:
+        self.metrics = metrics
+        self._redis = client
+        self._keys = keys
+        self._host, self._port = host, port
+        self._health_file = health_file
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._port:
+            self._server, _ = start_http_server(
+                self._port, addr=self._host, registry=self.metrics.registry
+            )
+            log.info("metrics on http://%s:%d/metrics", self._host, self._port)
+        self._thread = threading.Thread(target=self._loop, name="cancelq-observer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        self._health_file.unlink(missing_ok=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.beat()
+            self._stop.wait(self._interval_s)
+
+    def beat(self) -> None:
+        try:
+            self._health_file.write_text(f"{time.time():.3f}\n", encoding="utf-8")
+        except OSError:
+            log.warning("cannot write heartbeat file %s", self._health_file, exc_info=True)
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.llen(self._keys.queue)
+                pipe.hlen(self._keys.unacked)
+                pipe.zcard(self._keys.deferred())
+                waiting, unacked, deferred = pipe.execute()
+        except redis.RedisError:
+            log.debug("queue depth not sampled: redis unavailable")
+            return
+        gauge = self.metrics.queue_depth
+        safely(gauge.labels("cancelq").set, waiting)
+        safely(gauge.labels("unacked").set, unacked)
+        safely(gauge.labels("deferred").set, deferred)
+
+
+def heartbeat_age_s(health_file: Path) -> float | None:
+    """Seconds since the worker's last heartbeat, or None when there is none."""
+    try:
+        return time.time() - float(health_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def observer_step(observer: Observer) -> type[bootsteps.StartStopStep]:
+    """A worker bootstep class bound to ``observer`` (Celery instantiates steps itself)."""
+
+    class ObserverStep(bootsteps.StartStopStep):  # type: ignore[misc]
+        def start(self, _worker: Any) -> None:
+            observer.start()
+
+        def stop(self, _worker: Any) -> None:
+            observer.stop()
+
+    return ObserverStep
