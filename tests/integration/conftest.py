@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cancelq.embedded_redis import RedisServer
+from simulator.testing import SimulatorProcess
+from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def stack_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("stack")
+    pair = new_rsa_pair()
+    accounts = write_accounts(workdir, pair)
+    with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
+        stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
+        stack.start_worker()
+        try:
+            yield stack
+        finally:
+            for worker in stack.workers:
+                worker.stop()
+
+
+@pytest.fixture
+def stack(stack_session: Stack) -> Stack:
+    """The shared stack, with an empty Redis and a fresh simulator (no orders, no faults)."""
+    stack_session.redis.flushdb()
+    stack_session.sim.admin.reset(faults=True)
+    stack_session.sim.admin.set_dialect("v5")
+    return stack_session
+
+
+@pytest.fixture
+def workdir(stack: Stack) -> Path:
+    return stack.workdir
