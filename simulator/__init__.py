@@ -1,0 +1,1 @@
+"""Bybit V5 exchange simulator: aiohttp server, admin API and test helpers (see README.md)."""

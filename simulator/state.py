@@ -1,0 +1,50 @@
+"""The simulator's shared state: one object holding every component, built from the config."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from simulator.accounts import AccountStore, load_accounts
+from simulator.config import SimulatorConfig
+from simulator.faults import FaultInjector
+from simulator.orders import OrderBook
+from simulator.ratelimit import RateLimiter
+from simulator.recorder import Recorder
+from simulator.retcodes import Dialect
+
+
+@dataclass(slots=True)
+class SimulatorState:
+    config: SimulatorConfig
+    accounts: AccountStore
+    book: OrderBook
+    limiter: RateLimiter
+    faults: FaultInjector
+    recorder: Recorder
+    dialect: Dialect
+    batch_counts_items: bool
+
+    @classmethod
+    def from_config(cls, config: SimulatorConfig) -> SimulatorState:
+        accounts = load_accounts(config.accounts_file) if config.accounts_file else []
+        return cls(
+            config=config,
+            accounts=AccountStore(accounts),
+            book=OrderBook(),
+            limiter=RateLimiter(
+                config.rate_limits,
+                ip_limit=config.ip_limit,
+                ip_window_ms=config.ip_window_ms,
+                ip_ban_ms=config.ip_ban_ms,
+                enabled=config.rate_limits_enabled,
+            ),
+            faults=FaultInjector(config.faults),
+            recorder=Recorder(config.record_size),
+            dialect=config.dialect,
+            batch_counts_items=config.batch_counts_items,
+        )
+
+    def server_ms(self) -> int:
+        """The exchange clock: wall clock plus the configured skew."""
+        return int(time.time() * 1000) + self.faults.settings.clock_skew_ms
