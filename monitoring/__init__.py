@@ -1,0 +1,1 @@
+"""Operator-side tooling: PromQL extraction, a real-Prometheus test harness, panel rendering."""
