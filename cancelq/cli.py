@@ -169,12 +169,12 @@ def health(
     max_age_s: Annotated[float | None, typer.Option(help="Default: 3 heartbeats.")] = None,
 ) -> None:
     """Exit 0 while this pod's worker is alive (fresh heartbeat), 1 otherwise."""
-    from worker.observability import heartbeat_age_s
+    from worker.observability import read_heartbeat
 
     settings = _settings()
-    age = heartbeat_age_s(settings.health_file)
+    beat = read_heartbeat(settings.health_file)
     limit = max_age_s if max_age_s is not None else 3 * settings.heartbeat_s
-    if age is None or age > limit:
-        err.print(f"unhealthy: heartbeat {'missing' if age is None else f'{age:.1f}s old'}")
+    if beat is None or beat[0] > limit:
+        err.print(f"unhealthy: heartbeat {'missing' if beat is None else f'{beat[0]:.1f}s old'}")
         raise typer.Exit(1)
-    typer.echo(f"ok: heartbeat {age:.1f}s old")
+    typer.echo(f"ok: heartbeat {beat[0]:.1f}s old, {'ready' if beat[1] else 'starting'}")

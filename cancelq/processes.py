@@ -1,11 +1,13 @@
 """Worker processes started from Python: used by the demo, the tests and the benchmarks.
 
-Each worker is ``python -m cancelq worker`` with its own environment; its log goes to a file
-(read to know when it is ready, and scanned by tests for secrets).
+Each worker is ``python -m cancelq worker`` with its own environment (which must name its
+``CANCELQ_HEALTH_FILE``: the worker marks itself ready there); its log goes to a file that tests
+scan for secrets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,16 +17,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-READY_MARK = "ready."
+from worker.observability import read_heartbeat
 
 
 class WorkerProcess:
     def __init__(
-        self, env: Mapping[str, str], log_file: Path, celery_args: Sequence[str] = (),
+        self,
+        env: Mapping[str, str],
+        log_file: Path,
+        celery_args: Sequence[str] = (),
     ) -> None:
         self.env = {**os.environ, **env}
         self.log_file = log_file
         self.celery_args = list(celery_args)
+        self.health_file = Path(self.env["CANCELQ_HEALTH_FILE"])
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -34,11 +40,15 @@ class WorkerProcess:
         return self.process.pid
 
     def start(self, timeout_s: float = 30.0) -> WorkerProcess:
+        self.health_file.unlink(missing_ok=True)
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cancelq", "worker", *self.celery_args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         self._wait_ready(timeout_s)
@@ -47,7 +57,8 @@ class WorkerProcess:
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if READY_MARK in self.log_text(since_start=True):
+            beat = read_heartbeat(self.health_file)
+            if beat is not None and beat[1] and beat[0] < 5:
                 return
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"worker exited at start:\n{self.log_text(since_start=True)}")
@@ -86,17 +97,17 @@ class WorkerProcess:
         """SIGKILL the worker and everything it started (its process group)."""
         process = self.process
         if process is not None and process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait()
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from cancelq.keys import Keys
 from cancelq.logs import configure_logging
@@ -40,6 +41,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         interval_s=settings.heartbeat_s,
     )
     app.steps["worker"].add(observer_step(observer))
+    worker_ready.connect(lambda **_: observer.mark_ready(), weak=False)
     return app, provider
 
 

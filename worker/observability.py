@@ -42,6 +42,7 @@ class Observer:
         self._health_file = health_file
         self._interval_s = interval_s
         self._stop = threading.Event()
+        self.ready = False
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -65,9 +66,15 @@ class Observer:
             self.beat()
             self._stop.wait(self._interval_s)
 
+    def mark_ready(self) -> None:
+        """The consumer is connected and consuming (Celery's ``worker_ready``)."""
+        self.ready = True
+        self.beat()
+
     def beat(self) -> None:
+        state = "ready" if self.ready else "starting"
         try:
-            self._health_file.write_text(f"{time.time():.3f}\n", encoding="utf-8")
+            self._health_file.write_text(f"{time.time():.3f} {state}\n", encoding="utf-8")
         except OSError:
             log.warning("cannot write heartbeat file %s", self._health_file, exc_info=True)
         try:
@@ -85,10 +92,11 @@ class Observer:
         safely(gauge.labels("deferred").set, deferred)
 
 
-def heartbeat_age_s(health_file: Path) -> float | None:
-    """Seconds since the worker's last heartbeat, or None when there is none."""
+def read_heartbeat(health_file: Path) -> tuple[float, bool] | None:
+    """(seconds since the worker's last heartbeat, ready?), or None when there is none."""
     try:
-        return time.time() - float(health_file.read_text(encoding="utf-8").strip())
+        stamp, state = health_file.read_text(encoding="utf-8").split()
+        return time.time() - float(stamp), state == "ready"
     except (OSError, ValueError):
         return None
 

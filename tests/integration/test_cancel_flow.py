@@ -20,8 +20,10 @@ def test_cancel_by_order_id(stack: Stack) -> None:
     assert (outcome.retCode, outcome.retMsg) == (0, "OK")
     assert (outcome.orderId, outcome.orderLinkId) == (order_id, "by-id-1")
     assert outcome.attempts == 1
-    assert outcome.enqueuedAt is not None and outcome.startedAt is not None
-    assert outcome.sentAt is not None and outcome.answeredAt is not None
+    assert outcome.enqueuedAt is not None
+    assert outcome.startedAt is not None
+    assert outcome.sentAt is not None
+    assert outcome.answeredAt is not None
     assert outcome.enqueuedAt <= outcome.startedAt <= outcome.sentAt <= outcome.answeredAt
     assert stack.order_status(order_id) == "Cancelled"
 
@@ -60,7 +62,8 @@ def test_unknown_order_is_not_found_only_after_the_recheck_window(stack: Stack) 
     assert outcome.status is Status.NOT_FOUND
     assert outcome.retCode == 170213
     assert outcome.attempts >= 3  # 0.6 s window, 0.2 s between re-checks
-    assert outcome.finishedAt is not None and outcome.startedAt is not None
+    assert outcome.finishedAt is not None
+    assert outcome.startedAt is not None
     assert outcome.finishedAt - outcome.startedAt >= 500
 
 
@@ -102,11 +105,13 @@ def test_page_dialect_with_the_page_table(stack: Stack) -> None:
     cancelled = stack.place(account="page", order_link_id="pg-1")
     filled = stack.place(account="page", order_link_id="pg-2")
     stack.sim.admin.fill(filled)
-    ids = stack.producer.enqueue_many([
-        cancel("page", orderLinkId="pg-1"),
-        cancel("page", orderLinkId="pg-2"),
-        cancel("page", orderLinkId="pg-missing"),
-    ])
+    ids = stack.producer.enqueue_many(
+        [
+            cancel("page", orderLinkId="pg-1"),
+            cancel("page", orderLinkId="pg-2"),
+            cancel("page", orderLinkId="pg-missing"),
+        ]
+    )
     outcomes = stack.producer.wait_many(ids, 15)
     assert outcomes[ids[0]].status is Status.CANCELLED
     assert (outcomes[ids[1]].status, outcomes[ids[1]].retCode) == (Status.TOO_LATE, 10003)

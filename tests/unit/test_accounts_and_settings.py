@@ -19,7 +19,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_hmac_secret_from_file_and_defaults(tmp_path: Path) -> None:
     (tmp_path / "s").write_text(SECRET + "\n")
-    accounts = load_accounts(write(tmp_path, f'[accounts.main]\napi_key="K"\napi_secret_file="{tmp_path / "s"}"\n'))
+    accounts = load_accounts(
+        write(tmp_path, f'[accounts.main]\napi_key="K"\napi_secret_file="{tmp_path / "s"}"\n')
+    )
     main = accounts["main"]
     assert main.hmac_secret is not None
     assert main.hmac_secret.get_secret_value() == SECRET
@@ -32,7 +34,10 @@ def test_hmac_secret_from_file_and_defaults(tmp_path: Path) -> None:
     ("table", "expected"),
     [
         ('api_key="K"', "exactly one of api_secret"),
-        (f'api_key="K"\napi_secret="{SECRET}"\nrsa_private_key_file="/x"', "given: api_secret, rsa"),
+        (
+            f'api_key="K"\napi_secret="{SECRET}"\nrsa_private_key_file="/x"',
+            "given: api_secret, rsa",
+        ),
         (f'api_key="K"\napi_secret="{SECRET}"\nrate_limit_per_s=0', "rate_limit_per_s"),
         (f'api_key="K"\napi_secret="{SECRET}"\nret_code_table="v4"', "ret_code_table"),
         ('api_key="K"\napi_secret_file="/nonexistent/secret"', "cannot read secret file"),

@@ -32,7 +32,9 @@ def test_redactor_masks_message_arguments_and_tracebacks() -> None:
 def test_json_format_carries_context_fields(capsys: object) -> None:
     configure_logging("json", "INFO", [SECRET])
     try:
-        logging.getLogger("t").info("cancel %s", "cancelled", extra={"requestId": "r1", "account": "a"})
+        logging.getLogger("t").info(
+            "cancel %s", "cancelled", extra={"requestId": "r1", "account": "a"}
+        )
         err = capsys.readouterr().err  # type: ignore[attr-defined]
     finally:
         logging.getLogger().handlers.clear()

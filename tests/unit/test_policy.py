@@ -14,16 +14,30 @@ def reply(ret_code: int | None, http: int = 200) -> ExchangeReply:
 @pytest.mark.parametrize(
     ("code", "action"),
     [
-        (0, Action.DONE), (110001, Action.NOT_FOUND), (170213, Action.NOT_FOUND),
-        (110008, Action.ALREADY_GONE), (110010, Action.ALREADY_GONE),
-        (170142, Action.ALREADY_GONE), (170190, Action.ALREADY_GONE), (170139, Action.TOO_LATE),
-        (10002, Action.RETRY_CLOCK), (10006, Action.RETRY_RATE_LIMIT),
-        (30035, Action.RETRY_RATE_LIMIT), (10016, Action.RETRY_TRANSIENT),
-        (10000, Action.RETRY_TRANSIENT), (110079, Action.RETRY_TRANSIENT),
-        (170191, Action.RETRY_TRANSIENT), (170212, Action.RETRY_TRANSIENT),
-        (10001, Action.REJECTED), (170130, Action.REJECTED), (170201, Action.REJECTED),
-        (10003, Action.AUTH_FAILURE), (10004, Action.AUTH_FAILURE),
-        (10005, Action.AUTH_FAILURE), (10027, Action.AUTH_FAILURE), (99999, Action.UNKNOWN),
+        (0, Action.DONE),
+        (110001, Action.NOT_FOUND),
+        (170213, Action.NOT_FOUND),
+        (110008, Action.ALREADY_GONE),
+        (110010, Action.ALREADY_GONE),
+        (170142, Action.ALREADY_GONE),
+        (170190, Action.ALREADY_GONE),
+        (170139, Action.TOO_LATE),
+        (10002, Action.RETRY_CLOCK),
+        (10006, Action.RETRY_RATE_LIMIT),
+        (30035, Action.RETRY_RATE_LIMIT),
+        (10016, Action.RETRY_TRANSIENT),
+        (10000, Action.RETRY_TRANSIENT),
+        (110079, Action.RETRY_TRANSIENT),
+        (170191, Action.RETRY_TRANSIENT),
+        (170212, Action.RETRY_TRANSIENT),
+        (10001, Action.REJECTED),
+        (170130, Action.REJECTED),
+        (170201, Action.REJECTED),
+        (10003, Action.AUTH_FAILURE),
+        (10004, Action.AUTH_FAILURE),
+        (10005, Action.AUTH_FAILURE),
+        (10027, Action.AUTH_FAILURE),
+        (99999, Action.UNKNOWN),
     ],
 )
 def test_v5_table_follows_bybit(code: int, action: Action) -> None:
@@ -33,8 +47,12 @@ def test_v5_table_follows_bybit(code: int, action: Action) -> None:
 @pytest.mark.parametrize(
     ("code", "action"),
     [
-        (10001, Action.NOT_FOUND), (10002, Action.ALREADY_GONE), (10003, Action.TOO_LATE),
-        (10004, Action.ALREADY_GONE), (10005, Action.REJECTED), (0, Action.DONE),
+        (10001, Action.NOT_FOUND),
+        (10002, Action.ALREADY_GONE),
+        (10003, Action.TOO_LATE),
+        (10004, Action.ALREADY_GONE),
+        (10005, Action.REJECTED),
+        (0, Action.DONE),
         (10006, Action.RETRY_RATE_LIMIT),
     ],
 )
@@ -44,8 +62,13 @@ def test_page_table_speaks_the_cancel_order_pages_codes(code: int, action: Actio
 
 @pytest.mark.parametrize(
     ("http", "action"),
-    [(403, Action.IP_BAN), (429, Action.RETRY_RATE_LIMIT), (502, Action.RETRY_TRANSIENT),
-     (401, Action.AUTH_FAILURE), (404, Action.UNKNOWN)],
+    [
+        (403, Action.IP_BAN),
+        (429, Action.RETRY_RATE_LIMIT),
+        (502, Action.RETRY_TRANSIENT),
+        (401, Action.AUTH_FAILURE),
+        (404, Action.UNKNOWN),
+    ],
 )
 def test_http_signals_come_before_the_table(http: int, action: Action) -> None:
     assert classify(reply(None, http), V5) is action

@@ -19,7 +19,8 @@ BODY = json.dumps({"category": "spot", "symbol": "BTCUSDT", "orderId": "1"}, sep
 def rsa_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
 
@@ -43,15 +44,21 @@ def test_headers_carry_the_signature_of_the_bytes_sent() -> None:
     headers = auth_headers("KEY", HmacSigner("abc123"), 42, 5000, BODY.encode())
     expected = generate_signature(False, "abc123", f"42KEY5000{BODY}")
     assert headers == {
-        "X-BAPI-API-KEY": "KEY", "X-BAPI-TIMESTAMP": "42", "X-BAPI-RECV-WINDOW": "5000",
-        "X-BAPI-SIGN": expected, "X-BAPI-SIGN-TYPE": "2",
+        "X-BAPI-API-KEY": "KEY",
+        "X-BAPI-TIMESTAMP": "42",
+        "X-BAPI-RECV-WINDOW": "5000",
+        "X-BAPI-SIGN": expected,
+        "X-BAPI-SIGN-TYPE": "2",
     }
 
 
 def test_the_pages_str_params_signature_differs_from_the_sent_body() -> None:
     params = {"category": "spot", "symbol": "BTCUSDT", "orderId": "1"}
     page_style = HmacSigner("abc123").sign(f"42KEY5000{params}".encode())
-    assert page_style != auth_headers("KEY", HmacSigner("abc123"), 42, 5000, BODY.encode())["X-BAPI-SIGN"]
+    assert (
+        page_style
+        != auth_headers("KEY", HmacSigner("abc123"), 42, 5000, BODY.encode())["X-BAPI-SIGN"]
+    )
 
 
 def test_signers_never_show_their_secret(rsa_pem: str) -> None:

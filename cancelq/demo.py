@@ -1,0 +1,266 @@
+"""``cancelq demo``: the whole product on one machine, ending with a summary.
+
+Starts an embedded Redis (unless ``CANCELQ_REDIS_URL`` is set), the Bybit simulator with three
+accounts (two HMAC keys, one RSA key), places orders there, starts worker processes, enqueues
+cancels (by orderId, by orderLinkId, duplicates, unknown orders, orders already filled, invalid
+messages), waits for every outcome and prints what happened. Exit code 1 when any request has
+no final outcome. Everything it started is stopped on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from cancelq.embedded_redis import RedisServer, free_port
+from cancelq.outcomes import Outcome
+from cancelq.processes import WorkerProcess
+from cancelq.settings import Settings
+from producers.client import CancelProducer
+from producers.message import encode_message
+
+console = Console(stderr=True)
+#: (alias, category, symbol, credential kind)
+ACCOUNTS = (
+    ("alpha", "spot", "BTCUSDT", "hmac"),
+    ("beta", "linear", "ETHUSDT", "hmac"),
+    ("gamma", "spot", "SOLUSDT", "rsa"),
+)
+WAIT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the demo enqueues: valid cancels (some duplicates) and raw invalid messages."""
+
+    cancels: list[dict[str, Any]]
+    invalid: list[dict[str, Any]]
+    filled: int
+    unknown: int
+    duplicates: int
+
+
+def run_demo(settings: Settings, *, orders: int = 300, workers: int = 2, seed: int = 1) -> int:
+    rng = random.Random(seed)
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cancelq-demo-") as tmp:
+        workdir = Path(tmp)
+        redis_url = settings.redis_url or stack.enter_context(_embedded_redis())
+        accounts_file = _write_accounts(workdir)
+        sim = stack.enter_context(_simulator(accounts_file))
+        plan = _place_orders(sim, orders, rng)
+        metrics_urls = _start_workers(
+            stack, workers, redis_url, sim.base_url, accounts_file, workdir
+        )
+        producer = CancelProducer.from_url(redis_url)
+        started = time.monotonic()
+        ids = _enqueue(producer, redis.Redis.from_url(redis_url), plan)
+        outcomes = _wait(producer, ids)
+        elapsed = time.monotonic() - started
+        records = sim.admin.records(endpoint="order/cancel")
+        _summary(plan, ids, outcomes, records, elapsed, metrics_urls)
+        return 0 if len(outcomes) == len(ids) else 1
+
+
+@contextmanager
+def _embedded_redis() -> Iterator[str]:
+    with RedisServer() as server:
+        console.print(f"embedded Redis on {server.url}")
+        yield server.url
+
+
+@contextmanager
+def _simulator(accounts_file: Path) -> Iterator[Any]:
+    from simulator.testing import SimulatorProcess
+
+    with SimulatorProcess(accounts_file=accounts_file) as sim:
+        console.print(f"Bybit V5 simulator on {sim.base_url}")
+        yield sim
+
+
+def _write_accounts(workdir: Path) -> Path:
+    """Fresh random credentials for this run; the RSA key pair is made here too."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (workdir / "gamma.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (workdir / "gamma.pub").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+    )
+    tables = []
+    for uid, (alias, _, _, kind) in enumerate(ACCOUNTS, start=5001):
+        credential = (
+            f'rsa_private_key_file = "{workdir / "gamma.pem"}"\n'
+            f'rsa_public_key_file = "{workdir / "gamma.pub"}"'
+            if kind == "rsa"
+            else f'api_secret = "{secrets.token_hex(18)}"'
+        )
+        tables.append(
+            f'[accounts.{alias}]\nuid = {uid}\napi_key = "{secrets.token_hex(9).upper()}"\n'
+            f"{credential}\nrate_limit_per_s = 10\n"
+        )
+    path = workdir / "accounts.toml"
+    path.write_text("\n".join(tables), encoding="utf-8")
+    return path
+
+
+def _place_orders(sim: Any, orders: int, rng: random.Random) -> Plan:
+    """Place ``orders`` orders spread over the accounts; plan a cancel for each, and more."""
+    cancels: list[dict[str, Any]] = []
+    filled = 0
+    per_account = max(orders // len(ACCOUNTS), 1)
+    for alias, category, symbol, _ in ACCOUNTS:
+        items = [
+            {"orderLinkId": f"{alias}-{i:05d}", "price": "100", "qty": "1"}
+            for i in range(per_account)
+        ]
+        placed = sim.admin.place_orders(items, account=alias, category=category, symbol=symbol)
+        for item, row in zip(items, placed, strict=True):
+            base = {"account": alias, "category": category, "symbol": symbol}
+            if rng.random() < 0.5:
+                cancels.append({**base, "orderId": row["orderId"]})
+            else:
+                cancels.append({**base, "orderLinkId": item["orderLinkId"]})
+            if rng.random() < 0.03:
+                sim.admin.fill(row["orderId"])
+                filled += 1
+    duplicates = [dict(c) for c in rng.sample(cancels, k=max(len(cancels) // 20, 1))]
+    unknown = [
+        {"account": alias, "category": category, "symbol": symbol, "orderLinkId": f"ghost-{i}"}
+        for i, (alias, category, symbol, _) in enumerate(ACCOUNTS * 3)
+    ]
+    invalid = [
+        {"account": "alpha", "category": "spot", "symbol": "BTCUSDT"},  # no id at all
+        {"account": "alpha", "category": "futures", "symbol": "BTCUSDT", "orderId": "1"},
+        {"account": "nobody", "category": "spot", "symbol": "BTCUSDT", "orderId": "1"},
+        {"account": "alpha", "category": "spot", "symbol": "BTCUSDT", "orderLinkId": "x" * 40},
+    ]
+    everything = cancels + duplicates + unknown
+    rng.shuffle(everything)
+    return Plan(everything, invalid, filled, len(unknown), len(duplicates))
+
+
+def _start_workers(
+    stack: ExitStack,
+    *,
+    count: int,
+    redis_url: str,
+    base_url: str,
+    accounts_file: Path,
+    workdir: Path,
+) -> list[str]:
+    urls = []
+    for n in range(count):
+        port = free_port()
+        env = {
+            "CANCELQ_REDIS_URL": redis_url,
+            "CANCELQ_BYBIT_BASE_URL": base_url,
+            "CANCELQ_ACCOUNTS_FILE": str(accounts_file),
+            "CANCELQ_METRICS_PORT": str(port),
+            "CANCELQ_METRICS_HOST": "127.0.0.1",
+            "CANCELQ_HEALTH_FILE": str(workdir / f"worker-{n}.health"),
+            "CANCELQ_LOG_LEVEL": "WARNING",
+        }
+        worker = WorkerProcess(env, workdir / f"worker-{n}.log")
+        stack.enter_context(worker)
+        urls.append(f"http://127.0.0.1:{port}/metrics")
+    console.print(f"{count} worker processes ready")
+    return urls
+
+
+def _enqueue(producer: CancelProducer, raw: redis.Redis, plan: Plan) -> list[str]:
+    ids = producer.enqueue_many(plan.cancels)
+    pushed = []
+    for n, fields in enumerate(plan.invalid):
+        request_id = f"invalid-{n}-{secrets.token_hex(4)}"
+        # what a buggy non-Python producer could push: the worker must reject it cleanly
+        raw.lpush("cancelq", encode_message({**fields, "requestId": request_id}, request_id))
+        pushed.append(request_id)
+    console.print(f"enqueued {len(ids)} cancels and {len(pushed)} invalid messages")
+    return ids + pushed
+
+
+def _wait(producer: CancelProducer, ids: Sequence[str]) -> dict[str, Outcome]:
+    done: dict[str, Outcome] = {}
+    deadline = time.monotonic() + WAIT_S
+    with console.status("waiting for outcomes") as status:
+        while len(done) < len(ids) and time.monotonic() < deadline:
+            done.update(producer.outcomes([i for i in ids if i not in done]))
+            status.update(f"waiting for outcomes: {len(done)}/{len(ids)}")
+            time.sleep(0.1)
+    return done
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+
+def _summary(
+    plan: Plan,
+    *,
+    ids: Sequence[str],
+    outcomes: dict[str, Outcome],
+    records: list[dict[str, Any]],
+    elapsed: float,
+    metrics_urls: Sequence[str],
+) -> None:
+    out = Console()
+    by_status = Counter(o.status.value for o in outcomes.values())
+    table = Table(title=f"cancelq demo: {len(ids)} requests in {elapsed:.1f}s")
+    table.add_column("final outcome")
+    table.add_column("requests", justify="right")
+    for status, count in by_status.most_common():
+        table.add_row(status, str(count))
+    table.add_row("[bold]no outcome[/]", str(len(ids) - len(outcomes)))
+    out.print(table)
+
+    codes = Counter(str(r.get("ret_code")) for r in records)
+    replies = Table(title=f"exchange replies to POST /v5/order/cancel ({len(records)} requests)")
+    replies.add_column("retCode")
+    replies.add_column("replies", justify="right")
+    for code, count in codes.most_common():
+        replies.add_row(code, str(count))
+    out.print(replies)
+
+    latencies = [
+        (o.answeredAt - o.enqueuedAt) / 1000
+        for o in outcomes.values()
+        if o.answeredAt and o.enqueuedAt and o.duplicateOf is None
+    ]
+    out.print(
+        f"planned: {plan.duplicates} duplicates, {plan.unknown} unknown orders, "
+        f"{plan.filled} filled before their cancel, {len(plan.invalid)} invalid messages"
+    )
+    out.print(
+        f"latency enqueue -> exchange reply: p50 {_percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms over {len(latencies)} sent cancels"
+    )
+    out.print("worker metrics (while the demo runs): " + ", ".join(metrics_urls))
+    if len(outcomes) < len(ids):
+        out.print(f"[red]{len(ids) - len(outcomes)} requests have no final outcome[/]")
