@@ -165,6 +165,18 @@ def simulator(ctx: typer.Context) -> None:
 
 
 @app.command()
+def confirmer() -> None:
+    """Run a confirmer: follow each account's private order stream and confirm cancels."""
+    from confirmer.main import run_confirmer
+
+    try:
+        run_confirmer(_settings())
+    except CancelqError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def health(
     max_age_s: Annotated[float | None, typer.Option(help="Default: 3 heartbeats.")] = None,
 ) -> None:

@@ -62,7 +62,12 @@ def run_demo(settings: Settings, *, orders: int = 300, workers: int = 2, seed: i
         sim = stack.enter_context(_simulator(accounts_file))
         plan = _place_orders(sim, orders, rng)
         metrics_urls = _start_workers(
-            stack, workers, redis_url, sim.base_url, accounts_file, workdir
+            stack,
+            count=workers,
+            redis_url=redis_url,
+            base_url=sim.base_url,
+            accounts_file=accounts_file,
+            workdir=workdir,
         )
         producer = CancelProducer.from_url(redis_url)
         started = time.monotonic()
@@ -70,7 +75,14 @@ def run_demo(settings: Settings, *, orders: int = 300, workers: int = 2, seed: i
         outcomes = _wait(producer, ids)
         elapsed = time.monotonic() - started
         records = sim.admin.records(endpoint="order/cancel")
-        _summary(plan, ids, outcomes, records, elapsed, metrics_urls)
+        _summary(
+            plan,
+            ids=ids,
+            outcomes=outcomes,
+            records=records,
+            elapsed=elapsed,
+            metrics_urls=metrics_urls,
+        )
         return 0 if len(outcomes) == len(ids) else 1
 
 

@@ -28,6 +28,18 @@ class Keys:
         """Sorted set of cancels parked until a time (retry backoff or rate budget)."""
         return f"{self.prefix}:deferred"
 
+    def confirm_pending(self) -> str:
+        """Sorted set of accepted cancels awaiting confirmation (score = deadline ms)."""
+        return f"{self.prefix}:confirm:pending"
+
+    def confirm_watch(self, account: str, order_id: str) -> str:
+        """Set of request ids whose confirmation is the final state of this order."""
+        return f"{self.prefix}:confirm:watch:{account}:{order_id}"
+
+    def confirmation(self, request_id: str) -> str:
+        """JSON of a request's confirmation (string, with TTL)."""
+        return f"{self.prefix}:confirmation:{request_id}"
+
     @property
     def unacked(self) -> str:
         """Kombu's hash of messages delivered to a worker and not acknowledged yet."""

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     """Broker, dedup, limiter and outcome store. None: the demo starts an embedded Redis."""
     bybit_base_url: str = TESTNET_URL
     """Exchange REST base; testnet by default, never mainnet."""
+    bybit_ws_url: str = "wss://stream-testnet.bybit.com/v5/private"
+    """Exchange private WebSocket (the confirmer follows the ``order`` topic there)."""
     accounts_file: Path | None = None
     """TOML accounts file (see README)."""
     metrics_port: int = Field(9808, ge=0, le=65535)
@@ -72,6 +74,12 @@ class Settings(BaseSettings):
     """Server-time offset is refreshed at least this often (seconds), and on every 10002."""
     ip_ban_pause_s: float = Field(600.0, gt=0)
     """After HTTP 403 this pod sends nothing for this long (Bybit bans for 10 minutes)."""
+
+    confirm_deadline_s: float = Field(30.0, ge=0)
+    """An accepted cancel not confirmed final by then is ``unconfirmed``; 0: no confirmations
+    are registered (run without a confirmer)."""
+    confirmer_metrics_port: int = Field(9809, ge=0, le=65535)
+    """Prometheus /metrics port of a confirmer pod; 0 disables the endpoint."""
 
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -54,9 +54,9 @@ def test_cancelq_services_share_one_image_and_their_commands() -> None:
     assert SERVICES["simulator"]["command"] == [
         "simulator",
         "--host",
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 (in its container)
         "--port",
-        "8080",  # noqa: S104 (in its container)
+        "8080",
         "--accounts",
         "/etc/cancelq/accounts.toml",
     ]

@@ -1,0 +1,1 @@
+"""The confirmer: follows Bybit private order streams and confirms accepted cancels."""
