@@ -9,6 +9,7 @@
     rate_limit_per_s = 10
     recv_window_ms = 5000
     ret_code_table = "v5"            # or "page": the cancel-order page's simplified codes
+    batch_counts_items = true        # a cancel-batch costs one unit per item (false: per request)
     [accounts.main.ret_codes]        # per-code overrides of the table
     "10001" = "not_found"
 
@@ -43,6 +44,7 @@ class AccountConfig(BaseModel):
     recv_window_ms: int = Field(5000, gt=0, le=60_000)
     ret_code_table: Literal["v5", "page"] = "v5"
     ret_codes: dict[int, str] = Field(default_factory=dict)
+    batch_counts_items: bool = True
 
     @model_validator(mode="after")
     def _one_credential(self) -> AccountConfig:
@@ -71,6 +73,7 @@ class Account:
     recv_window_ms: int
     ret_code_table: Literal["v5", "page"]
     ret_codes: Mapping[int, str]
+    batch_counts_items: bool = True
 
     def __repr__(self) -> str:  # never show the credential, even masked
         kind = "rsa" if self.rsa_private_key_pem is not None else "hmac"
@@ -118,6 +121,7 @@ def _account(path: Path, alias: str, table: object) -> Account:
         recv_window_ms=config.recv_window_ms,
         ret_code_table=config.ret_code_table,
         ret_codes=dict(config.ret_codes),
+        batch_counts_items=config.batch_counts_items,
     )
 
 

@@ -24,9 +24,21 @@ class Keys:
         """Stream of messages that could not be read as a cancel."""
         return f"{self.prefix}:dead-letters"
 
-    def deferred(self) -> str:
-        """Sorted set of cancels parked until a time (retry backoff or rate budget)."""
-        return f"{self.prefix}:deferred"
+    def lane(self, name: str) -> str:
+        """Sorted set of cancels parked in a lane (one per account and category), by not-before.
+
+        ``<lane>:log`` (units spent in the window), ``<lane>:pause`` (exchange said stop until),
+        ``<lane>:cfg`` (budget) sit beside it; dispatch.lua derives the same names.
+        """
+        return f"{self.prefix}:lane:{name}"
+
+    def lanes_ready(self) -> str:
+        """Sorted set of lanes holding parked cancels, by the time they are worth a look."""
+        return f"{self.prefix}:lanes:ready"
+
+    def parked_item(self, request_id: str) -> str:
+        """JSON of a parked cancel (what dispatch puts in its message)."""
+        return f"{self.prefix}:item:{request_id}"
 
     def confirm_pending(self) -> str:
         """Sorted set of accepted cancels awaiting confirmation (score = deadline ms)."""

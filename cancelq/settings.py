@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     confirmer_metrics_port: int = Field(9809, ge=0, le=65535)
     """Prometheus /metrics port of a confirmer pod; 0 disables the endpoint."""
 
+    batching: bool = True
+    """Send several due cancels of one lane through /v5/order/cancel-batch."""
+    ratelimit_margin: float = Field(0.0, ge=0, lt=1)
+    """Share of each key's rate_limit_per_s kept unused (0.1 = use 90%)."""
+    ratelimit_window_pad_ms: int = Field(30, ge=0, le=1000)
+    """The limiter's window is 1 s plus this, absorbing jitter between our clock and arrival."""
+
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     health_file: Path = Path("/tmp/cancelq-worker.health")  # noqa: S108 - per-pod liveness file

@@ -7,6 +7,7 @@
 -- ARGV[2]  lease length in ms: a claim not renewed for this long is taken over
 -- ARGV[3]  ttl of the claim hash in ms (a safety net; finish.lua sets the dedup ttl)
 -- ARGV[4]  now, worker wall clock ms (recorded as startedAt on the first claim)
+-- ARGV[5]  "1": this claim starts an exchange attempt (count it); "0": intake only
 -- Returns {verdict, owner, attempts, startedAt} with verdict one of
 --   "own"        this request holds the identity: go ahead (first claim, re-delivery, takeover)
 --   "duplicate"  another request holds a live lease on it or has finished it: owner is that one
@@ -28,7 +29,7 @@ if owner ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'state', 'inflight')
   redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[4])
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[5]))
 redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {'own', ARGV[1], attempts, redis.call('HGET', KEYS[1], 'startedAt')}

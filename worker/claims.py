@@ -50,9 +50,22 @@ class ClaimStore:
         self._claim = client.register_script(_script("claim.lua"))
         self._finish = client.register_script(_script("finish.lua"))
 
-    def claim(self, account: str, identity: str, request_id: str, now_ms: int) -> Claim:
+    @property
+    def lease_ms(self) -> int:
+        return self._lease_ms
+
+    def claim(
+        self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool
+    ) -> Claim:
+        """Claim (or renew) the identity; ``attempt`` counts an exchange attempt starting now."""
         keys = [self._keys.claim(account, identity), self._keys.outcome(request_id)]
-        args: list[str | int] = [request_id, self._lease_ms, self._dedup_ttl_ms, now_ms]
+        args: list[str | int] = [
+            request_id,
+            self._lease_ms,
+            self._dedup_ttl_ms,
+            now_ms,
+            int(attempt),
+        ]
         try:
             verdict, owner, attempts, started = self._claim(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -60,9 +73,18 @@ class ClaimStore:
         return Claim(_text(verdict), _text(owner), int(attempts), int(started))  # type: ignore[arg-type]
 
     def finish(
-        self, outcome: Outcome, *, account: str | None, identity: str | None, keep: bool
+        self,
+        outcome: Outcome,
+        *,
+        account: str | None,
+        identity: str | None,
+        keep: bool,
+        client: redis.client.Pipeline | None = None,
     ) -> bool:
-        """Record ``outcome`` (first one wins) and keep or release the identity's claim."""
+        """Record ``outcome`` (first one wins) and keep or release the identity's claim.
+
+        With ``client`` (a pipeline) the script is only queued; the result is then meaningless.
+        """
         keys = [self._keys.outcome(outcome.requestId)]
         if account is not None and identity is not None:
             keys.append(self._keys.claim(account, identity))
@@ -74,7 +96,7 @@ class ClaimStore:
             self._dedup_ttl_ms,
         ]
         try:
-            return bool(self._finish(keys=keys, args=args))
+            return bool(self._finish(keys=keys, args=args, client=client))
         except redis.RedisError as exc:
             raise StoreError(f"recording an outcome failed: {exc}") from exc
 

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from celery import Celery
 from celery.signals import worker_ready
 
-from cancelq.keys import Keys
 from cancelq.logs import configure_logging
 from cancelq.settings import Settings
 from worker.app import create_app
 from worker.metrics import Metrics
 from worker.observability import Observer, observer_step
 from worker.pipeline import CancelPipeline
+from worker.ratelimit.dispatcher import Dispatcher
 from worker.runtime import build_runtime
-from worker.task import PipelineProvider, register_cancel_task
+from worker.task import PipelineProvider, register_tasks
 
 #: Measured (README, "Choosing the pool"): threads beat prefork for an I/O-bound cancel.
 DEFAULT_POOL = ("--pool", "threads", "--concurrency", "8")
@@ -29,18 +29,19 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     provider = PipelineProvider(
         lambda: CancelPipeline(build_runtime(settings, metrics)), initial=CancelPipeline(runtime)
     )
-    register_cancel_task(app, provider)
-    keys = Keys(prefix=settings.key_prefix, queue=settings.queue)
+    register_tasks(app, provider)
     observer = Observer(
         metrics,
         runtime.redis,
-        keys,
+        runtime.keys,
+        runtime.lanes,
         host=settings.metrics_host,
         port=settings.metrics_port,
         health_file=settings.health_file,
         interval_s=settings.heartbeat_s,
     )
-    app.steps["worker"].add(observer_step(observer))
+    dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.active)
+    app.steps["worker"].add(observer_step(observer, dispatcher))
     worker_ready.connect(lambda **_: observer.mark_ready(), weak=False)
     return app, provider
 

@@ -15,8 +15,11 @@ import redis
 from celery import bootsteps
 from prometheus_client import start_http_server
 
+from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from worker.metrics import Metrics, safely
+from worker.ratelimit.dispatcher import Dispatcher
+from worker.ratelimit.lanes import Lanes
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class Observer:
         metrics: Metrics,
         client: redis.Redis,
         keys: Keys,
+        lanes: Lanes,
         *,
         host: str,
         port: int,
@@ -37,6 +41,7 @@ class Observer:
     ) -> None:
         self.metrics = metrics
         self._redis = client
+        self._lanes = lanes
         self._keys = keys
         self._host, self._port = host, port
         self._health_file = health_file
@@ -81,9 +86,9 @@ class Observer:
             with self._redis.pipeline(transaction=False) as pipe:
                 pipe.llen(self._keys.queue)
                 pipe.hlen(self._keys.unacked)
-                pipe.zcard(self._keys.deferred())
-                waiting, unacked, deferred = pipe.execute()
-        except redis.RedisError:
+                waiting, unacked = pipe.execute()
+            deferred = self._lanes.parked()
+        except (redis.RedisError, StoreError):
             log.debug("queue depth not sampled: redis unavailable")
             return
         gauge = self.metrics.queue_depth
@@ -101,14 +106,17 @@ def read_heartbeat(health_file: Path) -> tuple[float, bool] | None:
         return None
 
 
-def observer_step(observer: Observer) -> type[bootsteps.StartStopStep]:
-    """A worker bootstep class bound to ``observer`` (Celery instantiates steps itself)."""
+def observer_step(observer: Observer, dispatcher: Dispatcher) -> type[bootsteps.StartStopStep]:
+    """A worker bootstep bound to the observer and the lane dispatcher (Celery instantiates
+    steps itself, hence a class made here)."""
 
     class ObserverStep(bootsteps.StartStopStep):  # type: ignore[misc]
         def start(self, _worker: Any) -> None:
             observer.start()
+            dispatcher.start()
 
         def stop(self, _worker: Any) -> None:
+            dispatcher.stop()
             observer.stop()
 
     return ObserverStep

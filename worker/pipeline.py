@@ -1,284 +1,203 @@
-"""The cancel pipeline: validate → dedup → gate → sign & submit → classify → decide → record.
+"""The cancel pipeline: validate → dedup → rate limit → sign & submit → classify → record.
 
-:meth:`CancelPipeline.handle` runs one attempt of one request and returns what the scheduler
-must do next: nothing (:class:`Finished`, the outcome is recorded) or run it again after a delay
-(:class:`Retry`). It never sleeps. Metrics and logging never fail a cancel.
+Two entry points, one per Celery task:
+
+* :meth:`CancelPipeline.handle` takes a request off the public queue: validates it, claims its
+  identity, and asks its lane for budget. Admitted now: it is sent at once, by this task.
+  Otherwise it is parked in Redis and this task is done (no worker slot waits on a budget).
+* :meth:`CancelPipeline.submit` sends what a dispatcher took out of a lane: the budget is spent
+  already, several cancels of one lane go as one batch.
+
+A reply that calls for another try parks the ticket again with a not-before time (or sends it
+at once when its lane allows). Nothing here sleeps; metrics and logs never fail a cancel.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from cancelq.contract import REQUEST_ID_RE, CancelRequest, parse_cancel
-from cancelq.errors import ContractError, ExchangeUnavailableError
-from cancelq.outcomes import Outcome, Status
-from worker.bybit_client import CANCEL, ENDPOINT_LABELS, ExchangeReply
-from worker.claims import Claim
-from worker.metrics import UNKNOWN_ACCOUNT, safely
+from cancelq.contract import CancelRequest, parse_cancel
+from cancelq.errors import ContractError
+from worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
+from worker.decisions import Again, Final, RetryPolicy
+from worker.metrics import safely
 from worker.policy import Action, classify
+from worker.ratelimit.lanes import Budget
+from worker.records import Recorder
 from worker.runtime import AccountRuntime, Runtime
+from worker.submission import Submitter
+from worker.tickets import Ticket, now_ms, parked_fields
 
 log = logging.getLogger(__name__)
-
-#: Final actions: the status they end in and whether the identity stays deduplicated.
-FINAL: Mapping[Action, tuple[Status, bool]] = {
-    Action.DONE: (Status.CANCELLED, True),
-    Action.ALREADY_GONE: (Status.ALREADY_GONE, True),
-    Action.TOO_LATE: (Status.TOO_LATE, True),
-    Action.NOT_FOUND: (Status.NOT_FOUND, True),
-    Action.REJECTED: (Status.REJECTED, False),
-    Action.AUTH_FAILURE: (Status.AUTH_FAILED, False),
-    Action.UNKNOWN: (Status.FAILED, False),
-}
-RETRY_REASONS: Mapping[Action, str] = {
-    Action.RETRY_CLOCK: "clock",
-    Action.RETRY_RATE_LIMIT: "rate_limit",
-    Action.RETRY_TRANSIENT: "transient",
-    Action.IP_BAN: "ip_ban",
-}
-LOG_LEVEL: Mapping[Status, int] = {
-    Status.AUTH_FAILED: logging.ERROR,
-    Status.FAILED: logging.ERROR,
-    Status.REJECTED: logging.WARNING,
-}
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Run the request again after ``delay_s``."""
-
-    delay_s: float
-    reason: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The request has its final outcome (None: it had one already)."""
-
-    outcome: Outcome | None
-
-
-Step = Retry | Finished
-
-
-@dataclass(frozen=True)
-class Attempt:
-    request: CancelRequest
-    request_id: str
-    account: AccountRuntime
-    claim: Claim
-    started_ms: int
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class CancelPipeline:
     def __init__(self, runtime: Runtime, rng: random.Random | None = None) -> None:
         self.rt = runtime
-        self._rng = rng or random.Random()
+        self.policy = RetryPolicy(runtime.settings, rng)
+        self.recorder = Recorder(runtime)
+        self.lanes = runtime.lanes
+        self.submitter = Submitter(runtime.client, runtime.clock)
 
-    # -- stages ------------------------------------------------------------------------------
+    # -- entry points -------------------------------------------------------------------------
 
-    def handle(self, fields: Mapping[str, Any], task_id: str) -> Step:
-        """One attempt of the request whose keyword arguments are ``fields``."""
-        started = now_ms()
+    def handle(self, fields: Mapping[str, Any], task_id: str) -> None:
+        """A request from the public queue."""
         try:
             request = parse_cancel(fields)
         except ContractError as exc:
-            return self.reject(fields, task_id, str(exc), started)
+            self.recorder.reject(fields, task_id, str(exc))
+            return
         request_id = request.requestId or task_id
         account = self.rt.accounts.get(request.account)
         if account is None:
-            return self.reject(fields, request_id, "account: not in the accounts file", started)
-        claim = self.rt.claims.claim(request.account, request.identity, request_id, started)
-        if claim.verdict == "finished":
-            return Finished(None)
-        if claim.verdict == "duplicate":
-            return self._duplicate(request, request_id, claim.owner, started)
-        attempt = Attempt(request, request_id, account, claim, started)
-        if claim.attempts == 1 and request.enqueuedAt is not None:
-            wait_s = max(started - request.enqueuedAt, 0) / 1000
+            self.recorder.reject(fields, request_id, "account: not in the accounts file")
+            return
+        ticket = self._claim(request, request_id, account, attempt=False)
+        if ticket is None:
+            return
+        if ticket.attempts == 0 and request.enqueuedAt is not None:
+            wait_s = max(ticket.started_ms - request.enqueuedAt, 0) / 1000
             safely(self.rt.metrics.queue_wait.labels(request.account).observe, wait_s)
-        gate = self._gate(attempt)
-        return gate if gate is not None else self._submit(attempt)
+        self._advance(ticket, delay_s=0.0)
 
-    def _gate(self, attempt: Attempt) -> Step | None:
-        """Hold the request back while this pod must not send (IP ban)."""
-        banned_s = self.rt.ban.remaining_s()
-        if banned_s > 0:
-            delay = min(banned_s, self.rt.settings.backoff_max_s)
-            return self._retry_or_fail(attempt, "ip_ban", None, delay)
-        return None
+    def submit(self, items: Sequence[Mapping[str, Any]], task_id: str) -> None:
+        """Cancels a dispatcher took out of one lane, their budget already spent."""
+        tickets = []
+        for item in items:
+            ticket = self._unpark(item, task_id)
+            if ticket is not None:
+                tickets.append(ticket)
+        if tickets:
+            self._send(tickets)
 
-    def _submit(self, attempt: Attempt) -> Step:
-        self._sync_clock()
+    def reject(self, fields: Mapping[str, Any], request_id: str, reason: str) -> None:
+        self.recorder.reject(fields, request_id, reason)
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def _claim(
+        self, request: CancelRequest, request_id: str, account: AccountRuntime, *, attempt: bool
+    ) -> Ticket | None:
+        """Dedup: the ticket when this request owns the cancel, else None (already answered)."""
+        claim = self.rt.claims.claim(
+            request.account, request.identity, request_id, now_ms(), attempt=attempt
+        )
+        if claim.verdict == "finished":
+            return None
+        if claim.verdict == "duplicate":
+            self.recorder.duplicate(request, request_id, claim.owner)
+            return None
+        return Ticket(request, request_id, account, claim.attempts, claim.started_at_ms)
+
+    def _unpark(self, item: Mapping[str, Any], task_id: str) -> Ticket | None:
         try:
-            reply = self.rt.client.post(
-                CANCEL,
-                attempt.request.exchange_body(),
-                attempt.account.credentials,
-                self.rt.clock.now_ms(),
-            )
-        except ExchangeUnavailableError as exc:
-            self._count_reply(attempt, "network")
-            log.warning(
-                "exchange unreachable (%s)", exc.kind, extra=_context(attempt.request_id, attempt)
-            )
-            return self._retry_or_fail(attempt, "network", None, None)
-        self._observe(attempt, reply)
-        return self._decide(attempt, classify(reply, attempt.account.table), reply)
+            request_id, parked_at, fields = parked_fields(dict(item))
+            request = parse_cancel(fields)
+        except (KeyError, TypeError, ValueError, ContractError) as exc:
+            log.error("malformed parked item in %s: %s", task_id, type(exc).__name__)
+            return None
+        account = self.rt.accounts.get(request.account)
+        if account is None:
+            self.recorder.reject(fields, request_id, "account: not in the accounts file")
+            return None
+        safely(
+            self.rt.metrics.ratelimit_wait.labels(request.account).observe,
+            max(now_ms() - parked_at, 0) / 1000,
+        )
+        return self._claim(request, request_id, account, attempt=True)
 
-    def _decide(self, attempt: Attempt, action: Action, reply: ExchangeReply) -> Step:
-        if action is Action.NOT_FOUND and self._within_recheck(attempt):
-            delay = self.rt.settings.not_found_retry_s
-            return self._retry_or_fail(attempt, "not_found_recheck", reply, delay)
-        if action in FINAL:
-            status, keep = FINAL[action]
-            reason = f"unknown retCode {reply.code_label}" if action is Action.UNKNOWN else None
-            return self._finish(attempt, status, reply, keep=keep, reason=reason)
-        return self._retry_or_fail(
-            attempt, RETRY_REASONS[action], reply, self._delay(action, reply)
+    def _advance(self, ticket: Ticket, delay_s: float) -> None:
+        """Rate limit: send now if the lane admits it, else park it for a dispatcher."""
+        banned_s = self.rt.ban.remaining_s()
+        if banned_s > 0:  # this pod must not send: park it for the other pods
+            delay_s = max(delay_s, min(banned_s, self.rt.settings.backoff_max_s))
+        admission = self.lanes.admit(
+            account=ticket.alias,
+            category=ticket.category,
+            budget=self._budget(ticket),
+            request_id=ticket.request_id,
+            item_json=ticket.parked_json(),
+            delay_ms=int(delay_s * 1000),
+            claim_key=self.rt.keys.claim(ticket.alias, ticket.request.identity),
+        )
+        if admission.admitted:
+            safely(self.rt.metrics.ratelimit_wait.labels(ticket.alias).observe, 0.0)
+            self._send([replace(ticket, attempts=admission.wait_ms or ticket.attempts + 1)])
+
+    def _budget(self, ticket: Ticket) -> Budget:
+        settings = self.rt.settings
+        account = ticket.account.account
+        return Budget.for_account(
+            account.rate_limit_per_s,
+            ticket.category,
+            margin=settings.ratelimit_margin,
+            pad_ms=settings.ratelimit_window_pad_ms,
+            batching=settings.batching,
+            per_item=account.batch_counts_items,
         )
 
-    # -- decisions ---------------------------------------------------------------------------
+    def _send(self, tickets: Sequence[Ticket]) -> None:
+        """Sign & submit, classify each reply, then record or try again."""
+        self._sync_clock()
+        path, sent = self.submitter.send(tickets)
+        endpoint = ENDPOINT_LABELS[path]
+        self._observe_request(tickets[0], endpoint, sent[0][1], len(tickets))
+        for ticket, reply in sent:
+            action = classify(reply, ticket.account.table) if reply is not None else None
+            self._count_reply(ticket, endpoint, reply)
+            self._react(ticket, action, reply, endpoint)
+            decision = self.policy.decide(ticket, action, reply, now_ms())
+            if isinstance(decision, Final):
+                self.recorder.finish(ticket, decision, reply)
+            else:
+                self._again(ticket, decision)
 
-    def _within_recheck(self, attempt: Attempt) -> bool:
-        elapsed_s = (now_ms() - attempt.claim.started_at_ms) / 1000
-        return elapsed_s < self.rt.settings.not_found_recheck_s
+    def _again(self, ticket: Ticket, decision: Again) -> None:
+        safely(self.rt.metrics.retries.labels(ticket.alias, decision.reason).inc)
+        log.info(
+            "retrying in %.3fs (%s)",
+            decision.delay_s,
+            decision.reason,
+            extra={"requestId": ticket.request_id, "account": ticket.alias},
+        )
+        self._advance(ticket, decision.delay_s)
 
-    def _delay(self, action: Action, reply: ExchangeReply) -> float | None:
+    def _react(
+        self, ticket: Ticket, action: Action | None, reply: ExchangeReply | None, endpoint: str
+    ) -> None:
+        """What a reply says about the exchange, beyond this ticket."""
         if action is Action.RETRY_CLOCK:
             self.rt.clock.invalidate()
-            return 0.0
-        if action is Action.IP_BAN:
+        elif action is Action.IP_BAN:
             self.rt.ban.start(self.rt.settings.ip_ban_pause_s)
-            return self.rt.settings.backoff_max_s
-        if action is Action.RETRY_RATE_LIMIT and reply.limit_reset_ms is not None:
-            wait_s = (reply.limit_reset_ms - self.rt.clock.now_ms()) / 1000
-            return min(max(wait_s, 0.01), self.rt.settings.backoff_max_s)
-        return None
-
-    def _backoff(self, attempts: int) -> float:
-        """Exponential backoff with full jitter."""
-        settings = self.rt.settings
-        ceiling = min(settings.backoff_max_s, settings.backoff_base_s * 2 ** (attempts - 1))
-        return self._rng.uniform(0, ceiling)
-
-    def _retry_or_fail(
-        self, attempt: Attempt, reason: str, reply: ExchangeReply | None, delay: float | None
-    ) -> Step:
-        settings = self.rt.settings
-        delay_s = self._backoff(attempt.claim.attempts) if delay is None else delay
-        elapsed_s = (now_ms() - attempt.claim.started_at_ms) / 1000
-        if attempt.claim.attempts >= settings.max_attempts:
-            why = f"gave up after {attempt.claim.attempts} attempts (last: {reason})"
-        elif elapsed_s + delay_s > settings.request_deadline_s:
-            why = f"deadline of {settings.request_deadline_s:g}s reached (last: {reason})"
-        else:
-            safely(self.rt.metrics.retries.labels(attempt.request.account, reason).inc)
-            log.info(
-                "retrying in %.3fs (%s)",
-                delay_s,
-                reason,
-                extra=_context(attempt.request_id, attempt),
+            log.error(
+                "HTTP 403 from the exchange: this pod stops sending",
+                extra={"account": ticket.alias},
             )
-            return Retry(delay_s, reason)
-        if reason == "not_found_recheck":
-            return self._finish(attempt, Status.NOT_FOUND, reply, keep=True, reason=None)
-        return self._finish(attempt, Status.FAILED, reply, keep=False, reason=why)
+        if reply is None:
+            return
+        pause_ms = self._pause_ms(ticket, action, reply)
+        if pause_ms > 0:
+            self.lanes.pause(ticket.alias, ticket.category, pause_ms)
+        if reply.limit is not None and endpoint == "cancel":
+            self.lanes.observe_limit(ticket.alias, ticket.category, reply.limit)
 
-    # -- records -----------------------------------------------------------------------------
+    def _pause_ms(self, ticket: Ticket, action: Action | None, reply: ExchangeReply) -> int:
+        """How long the exchange wants this lane quiet: until X-Bapi-Limit-Reset-Timestamp on a
+        10006/429 (or a backoff when it is missing), or when the remaining budget is 0."""
+        left_ms = (reply.limit_reset_ms or 0) - self.rt.clock.now_ms()
+        if action is Action.RETRY_RATE_LIMIT:
+            return left_ms if left_ms > 0 else int(self.policy.backoff(ticket.attempts) * 1000)
+        if reply.limit_remaining == 0 and left_ms > 0:
+            return left_ms
+        return 0
 
-    def _finish(
-        self,
-        attempt: Attempt,
-        status: Status,
-        reply: ExchangeReply | None,
-        *,
-        keep: bool,
-        reason: str | None,
-    ) -> Finished:
-        request = attempt.request
-        result = reply.result if reply is not None else {}
-        outcome = Outcome(
-            requestId=attempt.request_id,
-            status=status,
-            account=request.account,
-            category=request.category,
-            symbol=request.symbol,
-            orderId=_str_or(result.get("orderId"), request.orderId),
-            orderLinkId=_str_or(result.get("orderLinkId"), request.orderLinkId),
-            retCode=reply.ret_code if reply is not None else None,
-            retMsg=reply.ret_msg if reply is not None else None,
-            reason=reason,
-            attempts=attempt.claim.attempts,
-            enqueuedAt=request.enqueuedAt,
-            startedAt=attempt.claim.started_at_ms,
-            sentAt=reply.sent_at_ms if reply is not None else None,
-            answeredAt=reply.answered_at_ms if reply is not None else None,
-            finishedAt=now_ms(),
-        )
-        self.rt.claims.finish(
-            outcome, account=request.account, identity=request.identity, keep=keep
-        )
-        if reply is not None and request.enqueuedAt is not None:
-            e2e_s = max(reply.answered_at_ms - request.enqueuedAt, 0) / 1000
-            safely(
-                self.rt.metrics.end_to_end.labels(request.account, request.category).observe, e2e_s
-            )
-        self._count_outcome(outcome)
-        return Finished(outcome)
-
-    def _duplicate(
-        self, request: CancelRequest, request_id: str, owner: str, started: int
-    ) -> Finished:
-        outcome = Outcome(
-            requestId=request_id,
-            status=Status.DUPLICATE,
-            duplicateOf=owner,
-            account=request.account,
-            category=request.category,
-            symbol=request.symbol,
-            orderId=request.orderId,
-            orderLinkId=request.orderLinkId,
-            enqueuedAt=request.enqueuedAt,
-            startedAt=started,
-            finishedAt=now_ms(),
-        )
-        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
-        safely(self.rt.metrics.dedup_hits.labels(request.account).inc)
-        self._count_outcome(outcome)
-        return Finished(outcome)
-
-    def reject(
-        self, fields: Mapping[str, Any], request_id: str, reason: str, started: int
-    ) -> Finished:
-        account = _field(fields, "account")
-        outcome = Outcome(
-            requestId=_request_id(fields, request_id),
-            status=Status.REJECTED,
-            reason=reason,
-            account=account,
-            category=_field(fields, "category"),
-            symbol=_field(fields, "symbol"),
-            orderId=_field(fields, "orderId"),
-            orderLinkId=_field(fields, "orderLinkId"),
-            startedAt=started,
-            finishedAt=now_ms(),
-        )
-        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
-        self._count_outcome(outcome)
-        return Finished(outcome)
-
-    # -- observation -------------------------------------------------------------------------
+    # -- observation --------------------------------------------------------------------------
 
     def _sync_clock(self) -> None:
         clock = self.rt.clock
@@ -288,71 +207,24 @@ class CancelPipeline:
     def _fetch_server_time(self) -> ExchangeReply:
         try:
             return self.rt.client.server_time()
-        except ExchangeUnavailableError:
+        except Exception:  # an unreachable exchange: the cancel's own request will say so
             return ExchangeReply(http_status=0, ret_code=None, ret_msg="unreachable")
 
-    def _observe(self, attempt: Attempt, reply: ExchangeReply) -> None:
-        account = attempt.request.account
-        endpoint = ENDPOINT_LABELS[CANCEL]
+    def _observe_request(
+        self, ticket: Ticket, endpoint: str, reply: ExchangeReply | None, size: int
+    ) -> None:
         metrics = self.rt.metrics
-        self._count_reply(attempt, reply.code_label)
+        account = ticket.alias
+        safely(metrics.batch_size.labels(account, ticket.category).observe, size)
+        if reply is None:
+            return
         safely(metrics.exchange_request.labels(account, endpoint).observe, reply.elapsed_s)
-        safely(metrics.batch_size.labels(account, attempt.request.category).observe, 1)
         if reply.limit is not None:
             safely(metrics.ratelimit_limit.labels(account, endpoint).set, reply.limit)
         if reply.limit_remaining is not None:
             safely(metrics.ratelimit_remaining.labels(account, endpoint).set, reply.limit_remaining)
 
-    def _count_reply(self, attempt: Attempt, code: str) -> None:
-        request = attempt.request
+    def _count_reply(self, ticket: Ticket, endpoint: str, reply: ExchangeReply | None) -> None:
+        code = reply.code_label if reply is not None else "network"
         counter = self.rt.metrics.exchange_responses
-        safely(counter.labels(request.account, request.category, ENDPOINT_LABELS[CANCEL], code).inc)
-
-    def _count_outcome(self, outcome: Outcome) -> None:
-        account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
-        safely(self.rt.metrics.outcomes.labels(account, outcome.status.value).inc)
-        level = LOG_LEVEL.get(outcome.status, logging.INFO)
-        log.log(
-            level,
-            "cancel %s%s",
-            outcome.status.value,
-            f": {outcome.reason}" if outcome.reason else "",
-            extra={
-                "requestId": outcome.requestId,
-                "account": account,
-                "orderId": outcome.orderId,
-                "orderLinkId": outcome.orderLinkId,
-                "retCode": outcome.retCode,
-                "status": outcome.status.value,
-            },
-        )
-
-
-def _context(request_id: str, attempt: Attempt) -> dict[str, object]:
-    request = attempt.request
-    return {
-        "requestId": request_id,
-        "account": request.account,
-        "orderId": request.orderId,
-        "orderLinkId": request.orderLinkId,
-    }
-
-
-def _str_or(value: object, default: str | None) -> str | None:
-    return value if isinstance(value, str) and value else default
-
-
-_SAFE_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-
-
-def _field(fields: Mapping[str, Any] | object, name: str) -> str | None:
-    """A field of an invalid message, kept in its outcome only when it is short plain text."""
-    if not isinstance(fields, Mapping):
-        return None
-    value = fields.get(name)
-    return value if isinstance(value, str) and _SAFE_TEXT.fullmatch(value) else None
-
-
-def _request_id(fields: Mapping[str, Any] | object, fallback: str) -> str:
-    value = _field(fields, "requestId")
-    return value if value is not None and REQUEST_ID_RE.fullmatch(value) else fallback
+        safely(counter.labels(ticket.alias, ticket.category, endpoint, code).inc)

@@ -21,6 +21,7 @@ from worker.claims import ClaimStore
 from worker.clock import ServerClock
 from worker.metrics import Metrics, safely
 from worker.policy import Action, build_table
+from worker.ratelimit.lanes import Lanes
 from worker.signing import signer_for
 
 
@@ -37,17 +38,19 @@ class IpBan:
 
     metrics: Metrics
     until: float = 0.0
+    active: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, pause_s: float) -> None:
         with self._lock:
             self.until = max(self.until, time.monotonic() + pause_s)
+        self.active.set()
         safely(self.metrics.ip_banned.set, 1)
 
     def remaining_s(self) -> float:
         left = self.until - time.monotonic()
-        if left <= 0 and self.until:
-            self.until = 0.0
+        if left <= 0 and self.active.is_set():
+            self.active.clear()
             safely(self.metrics.ip_banned.set, 0)
         return max(left, 0.0)
 
@@ -63,6 +66,7 @@ class Runtime:
     clock: ServerClock
     metrics: Metrics
     ban: IpBan
+    lanes: Lanes
 
     @property
     def secrets(self) -> list[str]:
@@ -118,4 +122,10 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
         clock=ServerClock(settings.clock_refresh_s),
         metrics=metrics,
         ban=IpBan(metrics),
+        lanes=Lanes(
+            client,
+            keys,
+            park_ttl_s=int(settings.request_deadline_s) * 4,
+            lease_ms=int(settings.dedup_lease_s * 1000),
+        ),
     )

@@ -1,7 +1,10 @@
-"""The Celery task ``cancelq.cancel_order``: a thin shell around the pipeline.
+"""The Celery tasks: thin shells around the pipeline.
 
-It turns the pipeline's decision into Celery's language: :class:`~worker.pipeline.Retry`
-becomes ``task.retry(countdown=...)``; a Redis failure becomes a requeue, never an ack.
+* ``cancelq.cancel_order`` (public, the contract): one request from a producer.
+* ``cancelq.submit`` (internal): cancels a dispatcher took out of a lane, budget spent.
+
+Waiting never happens here (parked cancels wait in Redis). A Redis failure reschedules the
+message with a countdown; if even that fails the message is requeued, never acked and dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from celery.exceptions import Retry as CeleryRetry
 
 from cancelq.contract import TASK_NAME
 from cancelq.errors import StoreError
-from worker.pipeline import CancelPipeline, Retry, now_ms
+from worker.pipeline import CancelPipeline
+from worker.ratelimit.lanes import SUBMIT_TASK
 
 log = logging.getLogger(__name__)
 STORE_RETRY_S = 1.0
@@ -44,32 +48,39 @@ class PipelineProvider:
         return self._pipeline
 
 
-def register_cancel_task(app: Celery, provider: Callable[[], CancelPipeline]) -> Task:
+def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
     @app.task(name=TASK_NAME, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
     def cancel_order(self: Task, *args: Any, **fields: Any) -> None:
         pipeline = provider()
         task_id = str(self.request.id)
         if args:
-            pipeline.reject(
-                fields, task_id, "message: positional arguments are not accepted", now_ms()
-            )
+            pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
             return
-        pipeline.rt.metrics.in_flight.inc()
-        try:
-            step = pipeline.handle(fields, task_id)
-        except StoreError:
-            log.warning("redis unavailable; rescheduling", extra={"requestId": task_id})
-            step = Retry(STORE_RETRY_S, "store")
-        finally:
-            pipeline.rt.metrics.in_flight.dec()
-        if isinstance(step, Retry):
-            _reschedule(self, step.delay_s)
+        _guarded(self, pipeline, lambda: pipeline.handle(fields, task_id))
 
-    return cancel_order
+    @app.task(name=SUBMIT_TASK, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
+    def submit(self: Task, lane: str = "", items: list[Any] | None = None) -> None:
+        """``lane`` names the (account:category) the dispatcher took ``items`` from."""
+        del lane  # the items carry their account and category
+        pipeline = provider()
+        task_id = str(self.request.id)
+        _guarded(self, pipeline, lambda: pipeline.submit(items or [], task_id))
+
+
+def _guarded(task: Task, pipeline: CancelPipeline, work: Callable[[], None]) -> None:
+    gauge = pipeline.rt.metrics.in_flight
+    gauge.inc()
+    try:
+        work()
+    except StoreError as exc:
+        log.warning("%s; rescheduling", exc, extra={"requestId": task.request.id})
+        _reschedule(task, STORE_RETRY_S)
+    finally:
+        gauge.dec()
 
 
 def _reschedule(task: Task, delay_s: float) -> None:
-    """Publish the request again with a countdown; if even that fails, requeue unacked."""
+    """Publish the message again with a countdown; if even that fails, requeue it unacked."""
     try:
         task.retry(countdown=delay_s, max_retries=None)
     except CeleryRetry:

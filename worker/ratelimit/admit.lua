@@ -1,0 +1,56 @@
+-- Admit one cancel now against its lane's budget (fast path), or park it in the lane.
+-- A lane is one (account, category): its budget is a sliding-window log on the Redis clock,
+-- one clock for every pod. dispatch.lua sends parked cancels when the budget allows.
+-- KEYS[1]  log     zset of units spent in the window (member unique, score ms)
+-- KEYS[2]  lane    zset of parked request ids (score = not-before ms)
+-- KEYS[3]  pause   string: ms until which the exchange told us to stop (10006 / 429)
+-- KEYS[4]  ready   zset of lanes with parked cancels (member = lane name, score = ready ms)
+-- KEYS[5]  item    string: the parked cancel's JSON (what dispatch puts in the message)
+-- KEYS[6]  config  hash of the lane: limit, window, batch, per_item (read by dispatch.lua)
+-- KEYS[7]  claim   dedup claim hash of the cancel: its lease is extended while it is parked
+-- ARGV[1]  limit (units per window)
+-- ARGV[2]  window in ms
+-- ARGV[3]  request id
+-- ARGV[4]  cancel JSON
+-- ARGV[5]  lane name (member of the ready set)
+-- ARGV[6]  delay in ms before it may be sent (0 = as soon as the budget allows)
+-- ARGV[7]  batch size of the category (10 spot, 20 others; 1 = never batch)
+-- ARGV[8]  "1": a batch costs one unit per item; "0": one unit per request
+-- ARGV[9]  ttl in ms of parked items and lane keys (a safety net, far beyond any wait)
+-- ARGV[10] claim lease in ms, renewed when the cancel is admitted
+-- Returns {1, attempts}: send now (a unit is spent; the claim counts this attempt), or
+--         {0, delay}: parked (the claim's lease now covers the wait).
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local delay = tonumber(ARGV[6])
+redis.call('HSET', KEYS[6], 'limit', limit, 'window', window, 'batch', ARGV[7],
+           'per_item', ARGV[8])
+redis.call('PEXPIRE', KEYS[6], ARGV[9])
+-- the exchange may announce a lower limit (X-Bapi-Limit) than configured: obey the lower
+limit = math.min(limit, tonumber(redis.call('HGET', KEYS[6], 'exchange_limit') or limit))
+
+if delay == 0 and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
+   and redis.call('ZCOUNT', KEYS[2], '-inf', now) == 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[1]) < limit then
+    redis.call('ZADD', KEYS[1], now, ARGV[3] .. '@' .. now)
+    redis.call('PEXPIRE', KEYS[1], window * 2)
+    local attempts = 0
+    if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
+      attempts = redis.call('HINCRBY', KEYS[7], 'attempts', 1)
+      redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[10]), 'state', 'inflight')
+    end
+    return {1, attempts}
+  end
+end
+
+redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[9])
+redis.call('ZADD', KEYS[2], now + delay, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[9])
+redis.call('ZADD', KEYS[4], 'LT', now + delay, ARGV[5])
+if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
+  redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[9]), 'state', 'parked')
+end
+return {0, delay}

@@ -1,0 +1,165 @@
+"""Lanes: one budget and one queue of parked cancels per (account, category), in Redis.
+
+A cancel whose lane has budget now is admitted at once (the fast path: one round trip, sent
+by the task that took it). Otherwise it is parked: it waits in Redis, not in a worker, so a hot
+key never holds worker slots other keys need. Dispatchers in every worker send parked cancels
+as budget frees (``dispatch.lua``), batched when several are due.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from typing import Final
+
+import redis
+
+from cancelq.errors import StoreError
+from cancelq.keys import Keys
+
+#: Bybit's cancel-batch caps: 10 items for spot, 20 for the others.
+BATCH_CAP: Final = {"spot": 10, "linear": 20, "inverse": 20, "option": 20}
+SUBMIT_TASK: Final = "cancelq.submit"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A lane's budget: ``limit`` units per ``window_ms``; batches of up to ``batch``."""
+
+    limit: int
+    window_ms: int
+    batch: int
+    per_item: bool
+
+    @classmethod
+    def for_account(
+        cls,
+        rate_per_s: float,
+        category: str,
+        *,
+        margin: float,
+        pad_ms: int,
+        batching: bool,
+        per_item: bool,
+    ) -> Budget:
+        limit = max(math.floor(rate_per_s * (1 - margin)), 1)
+        batch = BATCH_CAP[category] if batching else 1
+        return cls(limit=limit, window_ms=1000 + pad_ms, batch=batch, per_item=per_item)
+
+
+@dataclass(frozen=True)
+class Admission:
+    admitted: bool
+    wait_ms: int
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    dispatched: int
+    next_ms: int  # -1: nothing parked anywhere
+    lanes: int
+
+
+def lane_name(account: str, category: str) -> str:
+    return f"{account}:{category}"
+
+
+def _script(name: str) -> str:
+    return resources.files("worker.ratelimit").joinpath(name).read_text(encoding="utf-8")
+
+
+class Lanes:
+    def __init__(self, client: redis.Redis, keys: Keys, *, park_ttl_s: int, lease_ms: int) -> None:
+        self._redis = client
+        self._keys = keys
+        self._park_ttl_ms = park_ttl_s * 1000
+        self._lease_ms = lease_ms
+        self._admit = client.register_script(_script("admit.lua"))
+        self._dispatch = client.register_script(_script("dispatch.lua"))
+        self._pause = client.register_script(_script("pause.lua"))
+
+    def admit(
+        self,
+        *,
+        account: str,
+        category: str,
+        budget: Budget,
+        request_id: str,
+        item_json: str,
+        delay_ms: int,
+        claim_key: str,
+    ) -> Admission:
+        name = lane_name(account, category)
+        lane = self._keys.lane(name)
+        keys = [
+            f"{lane}:log",
+            lane,
+            f"{lane}:pause",
+            self._keys.lanes_ready(),
+            self._keys.parked_item(request_id),
+            f"{lane}:cfg",
+            claim_key,
+        ]
+        args: list[str | int] = [
+            budget.limit,
+            budget.window_ms,
+            request_id,
+            item_json,
+            name,
+            max(delay_ms, 0),
+            budget.batch,
+            int(budget.per_item),
+            self._park_ttl_ms,
+            self._lease_ms,
+        ]
+        try:
+            admitted, wait_ms = self._admit(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError(f"admitting a cancel failed: {exc}") from exc
+        return Admission(bool(admitted), int(wait_ms))
+
+    def dispatch(self, queue: str, max_lanes: int = 64) -> DispatchResult:
+        keys = [self._keys.lanes_ready(), queue]
+        args: list[str | int] = [
+            self._keys.prefix,
+            max_lanes,
+            SUBMIT_TASK,
+            queue,
+            f"d{uuid.uuid4().hex[:12]}",
+        ]
+        try:
+            dispatched, next_ms, lanes = self._dispatch(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError(f"dispatching parked cancels failed: {exc}") from exc
+        return DispatchResult(int(dispatched), int(next_ms), int(lanes))
+
+    def pause(self, account: str, category: str, duration_ms: int) -> None:
+        """The exchange said stop (10006/429): nothing leaves this lane for ``duration_ms``."""
+        lane = self._keys.lane(lane_name(account, category))
+        try:
+            self._pause(keys=[f"{lane}:pause"], args=[max(duration_ms, 1)])
+        except redis.RedisError as exc:
+            raise StoreError(f"pausing a lane failed: {exc}") from exc
+
+    def observe_limit(self, account: str, category: str, limit: int) -> None:
+        """The exchange's own limit for the key (``X-Bapi-Limit``); the lower one is obeyed."""
+        lane = self._keys.lane(lane_name(account, category))
+        try:
+            self._redis.hset(f"{lane}:cfg", "exchange_limit", max(limit, 1))
+        except redis.RedisError as exc:
+            raise StoreError(f"recording the exchange's limit failed: {exc}") from exc
+
+    def parked(self) -> int:
+        """How many cancels wait in lanes right now (for the queue-depth gauge)."""
+        try:
+            names = self._redis.zrange(self._keys.lanes_ready(), 0, -1)
+            with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.zcard(
+                        self._keys.lane(name.decode() if isinstance(name, bytes) else str(name))
+                    )
+                return int(sum(pipe.execute()))
+        except redis.RedisError as exc:
+            raise StoreError(f"counting parked cancels failed: {exc}") from exc

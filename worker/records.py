@@ -1,0 +1,166 @@
+"""The record stage: one final outcome per request, with its metrics and its log line.
+
+Writing the outcome and settling the dedup claim is one script (``finish.lua``); for an accepted
+cancel the confirmation expectation rides in the same round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from cancelq.confirmations import expect
+from cancelq.contract import REQUEST_ID_RE, CancelRequest
+from cancelq.outcomes import Outcome, Status
+from worker.bybit_client import ExchangeReply
+from worker.decisions import Final
+from worker.metrics import UNKNOWN_ACCOUNT, safely
+from worker.runtime import Runtime
+from worker.tickets import Ticket, now_ms
+
+log = logging.getLogger("worker.pipeline")
+
+LOG_LEVEL: Mapping[Status, int] = {
+    Status.AUTH_FAILED: logging.ERROR,
+    Status.FAILED: logging.ERROR,
+    Status.REJECTED: logging.WARNING,
+}
+
+
+class Recorder:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    def finish(self, ticket: Ticket, final: Final, reply: ExchangeReply | None) -> Outcome:
+        request = ticket.request
+        result = reply.result if reply is not None else {}
+        outcome = Outcome(
+            requestId=ticket.request_id,
+            status=final.status,
+            account=request.account,
+            category=request.category,
+            symbol=request.symbol,
+            orderId=_str_or(result.get("orderId"), request.orderId),
+            orderLinkId=_str_or(result.get("orderLinkId"), request.orderLinkId),
+            retCode=reply.ret_code if reply is not None else None,
+            retMsg=reply.ret_msg if reply is not None else None,
+            reason=final.reason,
+            attempts=ticket.attempts,
+            enqueuedAt=request.enqueuedAt,
+            startedAt=ticket.started_ms,
+            sentAt=reply.sent_at_ms if reply is not None else None,
+            answeredAt=reply.answered_at_ms if reply is not None else None,
+            finishedAt=now_ms(),
+        )
+        self._store(outcome, request, keep=final.keep)
+        if reply is not None and request.enqueuedAt is not None:
+            e2e_s = max(reply.answered_at_ms - request.enqueuedAt, 0) / 1000
+            histogram = self.rt.metrics.end_to_end.labels(request.account, request.category)
+            safely(histogram.observe, e2e_s)
+        self._count(outcome)
+        return outcome
+
+    def duplicate(self, request: CancelRequest, request_id: str, owner: str) -> Outcome:
+        started = now_ms()
+        outcome = Outcome(
+            requestId=request_id,
+            status=Status.DUPLICATE,
+            duplicateOf=owner,
+            account=request.account,
+            category=request.category,
+            symbol=request.symbol,
+            orderId=request.orderId,
+            orderLinkId=request.orderLinkId,
+            enqueuedAt=request.enqueuedAt,
+            startedAt=started,
+            finishedAt=started,
+        )
+        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
+        safely(self.rt.metrics.dedup_hits.labels(request.account).inc)
+        self._count(outcome)
+        return outcome
+
+    def reject(self, fields: Mapping[str, Any] | object, request_id: str, reason: str) -> Outcome:
+        started = now_ms()
+        outcome = Outcome(
+            requestId=_request_id(fields, request_id),
+            status=Status.REJECTED,
+            reason=reason,
+            account=_field(fields, "account"),
+            category=_field(fields, "category"),
+            symbol=_field(fields, "symbol"),
+            orderId=_field(fields, "orderId"),
+            orderLinkId=_field(fields, "orderLinkId"),
+            startedAt=started,
+            finishedAt=started,
+        )
+        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
+        self._count(outcome)
+        return outcome
+
+    def _store(self, outcome: Outcome, request: CancelRequest, *, keep: bool) -> None:
+        settings = self.rt.settings
+        confirm = (
+            outcome.status is Status.CANCELLED
+            and outcome.orderId is not None
+            and settings.confirm_deadline_s > 0
+        )
+        if not confirm:
+            self.rt.claims.finish(
+                outcome, account=request.account, identity=request.identity, keep=keep
+            )
+            return
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            self.rt.claims.finish(
+                outcome,
+                account=request.account,
+                identity=request.identity,
+                keep=keep,
+                client=pipe,
+            )
+            expect(
+                pipe,
+                self.rt.keys,
+                request_id=outcome.requestId,
+                account=request.account,
+                order_id=outcome.orderId or "",
+                deadline_ms=now_ms() + int(settings.confirm_deadline_s * 1000),
+                ttl_s=int(settings.confirm_deadline_s) + 3600,
+            )
+            pipe.execute()
+
+    def _count(self, outcome: Outcome) -> None:
+        account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
+        safely(self.rt.metrics.outcomes.labels(account, outcome.status.value).inc)
+        log.log(
+            LOG_LEVEL.get(outcome.status, logging.INFO),
+            "cancel %s%s",
+            outcome.status.value,
+            f": {outcome.reason}" if outcome.reason else "",
+            extra={
+                "requestId": outcome.requestId,
+                "account": account,
+                "orderId": outcome.orderId,
+                "orderLinkId": outcome.orderLinkId,
+                "retCode": outcome.retCode,
+                "status": outcome.status.value,
+            },
+        )
+
+
+def _str_or(value: object, default: str | None) -> str | None:
+    return value if isinstance(value, str) and value else default
+
+
+def _field(fields: Mapping[str, Any] | object, name: str) -> str | None:
+    """A field of an invalid message, kept in its outcome only when it is short plain text."""
+    if not isinstance(fields, Mapping):
+        return None
+    value = fields.get(name)
+    return value if isinstance(value, str) and REQUEST_ID_RE.fullmatch(value) else None
+
+
+def _request_id(fields: Mapping[str, Any] | object, fallback: str) -> str:
+    value = _field(fields, "requestId")
+    return value if value is not None else fallback
