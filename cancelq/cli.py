@@ -164,6 +164,14 @@ def simulator(ctx: typer.Context) -> None:
     raise typer.Exit(main(list(ctx.args)))
 
 
+@app.command(context_settings=PASS_THROUGH)
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks (``--quick`` under 2 minutes); writes bench/RESULTS.md and plots."""
+    from bench.main import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
 @app.command()
 def confirmer() -> None:
     """Run a confirmer: follow each account's private order stream and confirm cancels."""
