@@ -2,7 +2,7 @@
 -- A lane is one (account, category): its budget is a sliding-window log on the Redis clock,
 -- one clock for every pod. dispatch.lua sends parked cancels when the budget allows.
 -- KEYS[1]  log     zset of units spent in the window (member unique, score ms)
--- KEYS[2]  lane    zset of parked request ids (score = not-before ms)
+-- KEYS[2]  lane    zset of parked request ids (score = not-before in microseconds: FIFO)
 -- KEYS[3]  pause   string: ms until which the exchange told us to stop (10006 / 429)
 -- KEYS[4]  ready   zset of lanes with parked cancels (member = lane name, score = ready ms)
 -- KEYS[5]  item    string: the parked cancel's JSON (what dispatch puts in the message)
@@ -22,6 +22,7 @@
 --         {0, delay}: parked (the claim's lease now covers the wait).
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local delay = tonumber(ARGV[6])
@@ -32,7 +33,7 @@ redis.call('PEXPIRE', KEYS[6], ARGV[9])
 limit = math.min(limit, tonumber(redis.call('HGET', KEYS[6], 'exchange_limit') or limit))
 
 if delay == 0 and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
-   and redis.call('ZCOUNT', KEYS[2], '-inf', now) == 0 then
+   and redis.call('ZCOUNT', KEYS[2], '-inf', now_us) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
   if redis.call('ZCARD', KEYS[1]) < limit then
     redis.call('ZADD', KEYS[1], now, ARGV[3] .. '@' .. now)
@@ -47,7 +48,7 @@ if delay == 0 and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
 end
 
 redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[9])
-redis.call('ZADD', KEYS[2], now + delay, ARGV[3])
+redis.call('ZADD', KEYS[2], now_us + delay * 1000, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[9])
 redis.call('ZADD', KEYS[4], 'LT', now + delay, ARGV[5])
 if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then

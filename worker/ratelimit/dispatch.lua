@@ -16,6 +16,7 @@
 --          lanes served}
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local prefix, task, queue, idp = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 local sent, made = 0, 0
 
@@ -56,7 +57,7 @@ local function serve(name)
   if paused <= now and free > 0 then
     local capacity = free
     if not per_item then capacity = free * batch end
-    local due = redis.call('ZRANGEBYSCORE', base, '-inf', now, 'LIMIT', 0, capacity)
+    local due = redis.call('ZRANGEBYSCORE', base, '-inf', now_us, 'LIMIT', 0, capacity)
     local i = 1
     while i <= #due do
       local ids, payloads = {}, {}
@@ -93,7 +94,7 @@ local function serve(name)
     if oldest[2] then ready = math.max(ready, tonumber(oldest[2]) + window) end
   end
   local head = redis.call('ZRANGE', base, 0, 0, 'WITHSCORES')
-  ready = math.max(ready, tonumber(head[2]))
+  ready = math.max(ready, math.floor(tonumber(head[2]) / 1000))
   redis.call('ZADD', KEYS[1], ready, name)
 end
 

@@ -1,0 +1,144 @@
+"""The limiter's scripts against a real Redis: budgets, parking, fair batched dispatch, pauses."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from cancelq.embedded_redis import RedisServer
+from cancelq.keys import Keys
+from worker.ratelimit.lanes import Budget, Lanes
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+KEYS = Keys()
+SPOT = Budget(limit=5, window_ms=1000, batch=10, per_item=True)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: RedisServer) -> redis.Redis:
+    client = redis.Redis.from_url(server.url)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def lanes(client: redis.Redis) -> Lanes:
+    return Lanes(client, KEYS, park_ttl_s=60, lease_ms=60_000)
+
+
+def admit(lanes: Lanes, rid: str, *, account: str = "a", budget: Budget = SPOT, delay_ms: int = 0):  # type: ignore[no-untyped-def]
+    item = json.dumps({"requestId": rid, "parkedAt": 0, "fields": {"account": account}})
+    return lanes.admit(
+        account=account,
+        category="spot",
+        budget=budget,
+        request_id=rid,
+        item_json=item,
+        delay_ms=delay_ms,
+        claim_key=KEYS.claim(account, f"spot:link:{rid}"),
+    )
+
+
+def messages(client: redis.Redis) -> list[dict[str, object]]:
+    """The dispatched Celery messages' kwargs, in consumer order (RPUSH end first)."""
+    raw = client.lrange("cancelq", 0, -1)
+    bodies = []
+    for entry in reversed(raw):
+        envelope = json.loads(entry)
+        body = envelope["body"]
+        if envelope["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        bodies.append(json.loads(body)[1])
+    return bodies
+
+
+def test_fast_path_admits_up_to_the_limit_then_parks(lanes: Lanes, client: redis.Redis) -> None:
+    results = [admit(lanes, f"r{i}") for i in range(8)]
+    assert [r.admitted for r in results] == [True] * 5 + [False] * 3
+    assert client.zcard(KEYS.lane("a:spot")) == 3
+    assert lanes.parked() == 3
+
+
+def test_a_parked_lane_keeps_new_cancels_behind_it_fifo(lanes: Lanes) -> None:
+    for i in range(6):
+        admit(lanes, f"r{i}")
+    time.sleep(1.05)  # budget free again, but r5 is parked: r6 must not overtake it
+    assert not admit(lanes, "r6").admitted
+
+
+def test_dispatch_sends_due_cancels_as_batches_within_the_budget(
+    lanes: Lanes, client: redis.Redis
+) -> None:
+    for i in range(12):
+        admit(lanes, f"r{i}")
+    assert lanes.dispatch("cancelq").dispatched == 0  # the 5 sent used the whole window
+    time.sleep(1.05)
+    result = lanes.dispatch("cancelq")
+    assert result.dispatched == 5
+    [batch] = messages(client)
+    assert [item["requestId"] for item in batch["items"]] == ["r5", "r6", "r7", "r8", "r9"]  # type: ignore[index]
+    assert batch["lane"] == "a:spot"
+    assert 900 <= result.next_ms <= 1100  # the lane is due again when the window frees
+
+
+def test_per_request_budgets_pack_full_batches(lanes: Lanes, client: redis.Redis) -> None:
+    budget = Budget(limit=2, window_ms=1000, batch=10, per_item=False)
+    for i in range(27):
+        admit(lanes, f"r{i}", budget=budget)
+    time.sleep(1.05)
+    assert lanes.dispatch("cancelq").dispatched == 20  # 2 requests x 10 items
+    assert [len(m["items"]) for m in messages(client)] == [10, 10]  # type: ignore[arg-type]
+
+
+def test_lanes_are_served_in_turn(lanes: Lanes, client: redis.Redis) -> None:
+    one = Budget(limit=1, window_ms=1000, batch=1, per_item=True)
+    for i in range(3):
+        admit(lanes, f"h{i}", account="hot", budget=one)
+    admit(lanes, "c0", account="cold", budget=one)
+    admit(lanes, "c1", account="cold", budget=one)  # parked behind c0
+    time.sleep(1.05)
+    lanes.dispatch("cancelq", max_lanes=8)
+    lanes_served = [m["lane"] for m in messages(client)]
+    assert sorted(lanes_served) == ["cold:spot", "hot:spot"]  # one each, not hot's backlog first
+
+
+def test_a_pause_stops_fast_path_and_dispatch(lanes: Lanes) -> None:
+    lanes.pause("a", "spot", 400)
+    assert not admit(lanes, "r0").admitted
+    assert lanes.dispatch("cancelq").dispatched == 0
+    time.sleep(0.45)
+    assert lanes.dispatch("cancelq").dispatched == 1
+
+
+def test_a_lower_exchange_limit_is_obeyed(lanes: Lanes) -> None:
+    lanes.observe_limit("a", "spot", 2)
+    assert [admit(lanes, f"r{i}").admitted for i in range(4)] == [True, True, False, False]
+
+
+def test_a_retry_with_a_delay_waits_for_its_not_before_time(lanes: Lanes) -> None:
+    assert not admit(lanes, "r0", delay_ms=300).admitted
+    assert lanes.dispatch("cancelq").dispatched == 0
+    time.sleep(0.35)
+    assert lanes.dispatch("cancelq").dispatched == 1
+
+
+def test_parking_extends_the_owners_claim_lease(lanes: Lanes, client: redis.Redis) -> None:
+    claim = KEYS.claim("a", "spot:link:r9")
+    client.hset(claim, mapping={"owner": "r9", "state": "inflight", "lease": 1})
+    for i in range(5):
+        admit(lanes, f"r{i}")
+    assert not admit(lanes, "r9").admitted
+    lease = int(client.hget(claim, "lease") or 0)
+    assert lease > time.time() * 1000 + 30_000
+    assert client.hget(claim, "state") == b"parked"
