@@ -17,6 +17,8 @@ from cancelq.errors import ContractError
 
 TASK_NAME: Final = "cancelq.cancel_order"
 QUEUE: Final = "cancelq"
+KILL_TASK_NAME: Final = "cancelq.kill"
+KILL_QUEUE: Final = "cancelq.kill"
 
 Category = Literal["spot", "linear", "inverse", "option"]
 OrderFilter = Literal["Order", "tpslOrder", "StopOrder"]

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cancelq.contract import QUEUE
+from cancelq.contract import KILL_QUEUE, QUEUE
 from cancelq.errors import ConfigError
 
 TESTNET_URL = "https://api-testnet.bybit.com"
@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     """Prefix of every Redis key cancelq writes (the Celery queue list is ``queue``)."""
     queue: str = QUEUE
     """Celery queue (Redis list) the producers push to."""
+    kill_queue: str = KILL_QUEUE
+    """Celery queue of kill-switch requests, consumed before and beside ``queue``."""
 
     outcome_ttl_s: int = Field(86_400, gt=0)
     """How long a final outcome stays readable (seconds)."""

@@ -51,7 +51,7 @@ def run_worker(settings: Settings, celery_args: Sequence[str]) -> None:
     argv = [
         "worker",
         "--queues",
-        settings.queue,
+        f"{settings.kill_queue},{settings.queue}",  # kills are not queued behind cancels
         *DEFAULT_POOL,
         "--without-gossip",
         "--without-mingle",
