@@ -138,6 +138,37 @@ def _jsonl(file: Path) -> Iterator[dict[str, Any]]:
 
 
 @app.command()
+def kill(
+    account: Annotated[str, typer.Option(help="Account alias.")],
+    category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
+    base_coin: Annotated[str | None, typer.Option("--base-coin")] = None,
+    settle_coin: Annotated[str | None, typer.Option("--settle-coin")] = None,
+    wait: Annotated[float, typer.Option(help="Wait this many seconds for the result.")] = 10.0,
+) -> None:
+    """Kill switch: cancel every open order of an account now, ahead of queued cancels."""
+    from producers.client import CancelProducer
+
+    settings = _settings()
+    producer = CancelProducer.from_url(
+        _require_redis(settings), queue=settings.queue, key_prefix=settings.key_prefix
+    )
+    try:
+        rid = producer.kill(
+            account, category, symbol=symbol, base_coin=base_coin, settle_coin=settle_coin
+        )
+        typer.echo(rid)
+        if wait > 0:
+            outcome = producer.wait(rid, wait)
+            typer.echo(outcome.to_json())
+            if outcome.status.value != "killed":
+                raise typer.Exit(1)
+    except (CancelqError, TimeoutError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def status(request_ids: Annotated[list[str], typer.Argument(help="requestId(s).")]) -> None:
     """Print the outcome of each request (exit 3 when any is still pending)."""
     from producers.client import CancelProducer

@@ -126,3 +126,56 @@ def _describe(exc: ValidationError) -> list[str]:
         else:
             problems.append(f"{field}: {RULES.get(field, error['msg'])}")
     return problems or ["message: not a valid cancel request"]
+
+
+class KillRequest(BaseModel):
+    """Cancel everything of an account, optionally one category and one symbol or coin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, hide_input_in_errors=True)
+
+    account: Annotated[str, _matching(ACCOUNT_RE)]
+    category: Category | None = None
+    symbol: Annotated[str, _matching(SYMBOL_RE)] | None = None
+    baseCoin: Annotated[str, _matching(SYMBOL_RE)] | None = None
+    settleCoin: Annotated[str, _matching(SYMBOL_RE)] | None = None
+    requestId: Annotated[str, _matching(REQUEST_ID_RE)] | None = None
+    enqueuedAt: int | None = None
+
+    @model_validator(mode="after")
+    def _check_scope(self) -> KillRequest:
+        narrowing = [n for n in ("symbol", "baseCoin", "settleCoin") if getattr(self, n)]
+        problems = []
+        if len(narrowing) > 1:
+            problems.append("symbol/baseCoin/settleCoin: at most one of the three")
+        if narrowing and self.category is None:
+            problems.append(f"{narrowing[0]}: needs a category")
+        if problems:
+            raise ContractError(problems)
+        return self
+
+    @property
+    def scope(self) -> str:
+        """The marker field naming what this kill covers within its category."""
+        if self.symbol:
+            return f"symbol:{self.symbol}"
+        if self.baseCoin:
+            return f"base:{self.baseCoin}"
+        if self.settleCoin:
+            return f"settle:{self.settleCoin}"
+        return "all"
+
+
+def parse_kill(fields: Mapping[str, Any]) -> KillRequest:
+    """Validate a kill request; raise ContractError naming every broken rule."""
+    if not isinstance(fields, Mapping):
+        raise ContractError(["message: keyword arguments must be a JSON object"])
+    try:
+        return KillRequest.model_validate(dict(fields))
+    except ContractError:
+        raise
+    except ValidationError as exc:
+        return _raise_described(exc)
+
+
+def _raise_described(exc: ValidationError) -> KillRequest:
+    raise ContractError(_describe(exc)) from None

@@ -20,6 +20,11 @@ class Keys:
         """Dedup claim of one cancel identity (hash: owner, state, lease, attempts, startedAt)."""
         return f"{self.prefix}:claim:{account}:{identity}"
 
+    def kill_marker(self, account: str, category: str) -> str:
+        """Hash of kill scopes of (account, category): scope -> enqueuedAt ms of the kill.
+        Cancels enqueued before it, in scope, are covered by the kill and never sent."""
+        return f"{self.prefix}:kill:{account}:{category}"
+
     def dead_letters(self) -> str:
         """Stream of messages that could not be read as a cancel."""
         return f"{self.prefix}:dead-letters"

@@ -31,6 +31,7 @@ class Status(StrEnum):
     FAILED = "failed"  # retries or deadline exhausted, or an unknown retCode
     DUPLICATE = "duplicate"  # stored only: resolved to the earlier request's outcome
     COVERED_BY_KILL = "covered_by_kill"  # resolved by a kill switch before it was sent
+    KILLED = "killed"  # a kill switch request: cancel-all done
 
 
 class Outcome(BaseModel):
@@ -50,6 +51,8 @@ class Outcome(BaseModel):
     reason: str | None = None
     attempts: int = 0
     duplicateOf: str | None = None
+    ordersCancelled: int | None = None  # kill switch: orders the exchange cancelled
+    requestsCovered: int | None = None  # kill switch: queued cancels resolved without sending
     enqueuedAt: int | None = None
     startedAt: int | None = None
     sentAt: int | None = None

@@ -21,7 +21,9 @@ _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 EMBED: Mapping[str, None] = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def build_message(fields: Mapping[str, Any], task_id: str, queue: str = QUEUE) -> dict[str, Any]:
+def build_message(
+    fields: Mapping[str, Any], task_id: str, queue: str = QUEUE, task: str = TASK_NAME
+) -> dict[str, Any]:
     """The envelope kombu's Redis transport reads, for ``cancelq.cancel_order(**fields)``."""
     body = json.dumps([[], dict(fields), dict(EMBED)], separators=(",", ":"))
     return {
@@ -30,7 +32,7 @@ def build_message(fields: Mapping[str, Any], task_id: str, queue: str = QUEUE) -
         "content-type": "application/json",
         "headers": {
             "lang": "py",
-            "task": TASK_NAME,
+            "task": task,
             "id": task_id,
             "shadow": None,
             "eta": None,
@@ -58,8 +60,10 @@ def build_message(fields: Mapping[str, Any], task_id: str, queue: str = QUEUE) -
     }
 
 
-def encode_message(fields: Mapping[str, Any], task_id: str, queue: str = QUEUE) -> str:
-    return json.dumps(build_message(fields, task_id, queue), separators=(",", ":"))
+def encode_message(
+    fields: Mapping[str, Any], task_id: str, queue: str = QUEUE, task: str = TASK_NAME
+) -> str:
+    return json.dumps(build_message(fields, task_id, queue, task), separators=(",", ":"))
 
 
 def _kwargs_repr(fields: Mapping[str, Any]) -> str:

@@ -3,17 +3,19 @@
 -- KEYS[1]  claim hash of the identity: owner, state (inflight|done), lease (ms, Redis clock),
 --          attempts, startedAt (ms, worker wall clock of the first attempt)
 -- KEYS[2]  outcome key of this request: when it exists the request has already finished
+-- KEYS[3]  kill marker of the cancel's (account, category): scope -> enqueuedAt of the kill
 -- ARGV[1]  request id
 -- ARGV[2]  lease length in ms: a claim not renewed for this long is taken over
 -- ARGV[3]  ttl of the claim hash in ms (a safety net; finish.lua sets the dedup ttl)
 -- ARGV[4]  now, worker wall clock ms (recorded as startedAt on the first claim)
 -- ARGV[5]  "1": this claim starts an exchange attempt (count it); "0": intake only
--- Returns {verdict, owner, attempts, startedAt} with verdict one of
+-- Returns {verdict, owner, attempts, startedAt, kills} (kills: the marker as a flat list,
+-- empty when no kill ran) with verdict one of
 --   "own"        this request holds the identity: go ahead (first claim, re-delivery, takeover)
 --   "duplicate"  another request holds a live lease on it or has finished it: owner is that one
 --   "finished"   this request already has a final outcome (a re-delivered copy): do nothing
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {'finished', ARGV[1], 0, 0}
+  return {'finished', ARGV[1], 0, 0, {}}
 end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -22,7 +24,7 @@ if owner and owner ~= ARGV[1] then
   local state = redis.call('HGET', KEYS[1], 'state')
   local lease = tonumber(redis.call('HGET', KEYS[1], 'lease') or '0')
   if state == 'done' or lease > now then
-    return {'duplicate', owner, 0, 0}
+    return {'duplicate', owner, 0, 0, {}}
   end
 end
 if owner ~= ARGV[1] then
@@ -32,4 +34,5 @@ end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[5]))
 redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {'own', ARGV[1], attempts, redis.call('HGET', KEYS[1], 'startedAt')}
+return {'own', ARGV[1], attempts, redis.call('HGET', KEYS[1], 'startedAt'),
+        redis.call('HGETALL', KEYS[3])}

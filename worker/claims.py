@@ -8,7 +8,7 @@ over, so a crash never blocks a cancel. See ``claim.lua`` and ``finish.lua``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
 
@@ -27,6 +27,7 @@ class Claim:
     owner: str
     attempts: int
     started_at_ms: int
+    kills: dict[str, int] = field(default_factory=dict)  # kill scope -> enqueuedAt of the kill
 
 
 def _script(name: str) -> str:
@@ -58,7 +59,12 @@ class ClaimStore:
         self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool
     ) -> Claim:
         """Claim (or renew) the identity; ``attempt`` counts an exchange attempt starting now."""
-        keys = [self._keys.claim(account, identity), self._keys.outcome(request_id)]
+        category = identity.split(":", 1)[0]
+        keys = [
+            self._keys.claim(account, identity),
+            self._keys.outcome(request_id),
+            self._keys.kill_marker(account, category),
+        ]
         args: list[str | int] = [
             request_id,
             self._lease_ms,
@@ -67,10 +73,11 @@ class ClaimStore:
             int(attempt),
         ]
         try:
-            verdict, owner, attempts, started = self._claim(keys=keys, args=args)
+            verdict, owner, attempts, started, marker = self._claim(keys=keys, args=args)
         except redis.RedisError as exc:
             raise StoreError(f"claiming a cancel failed: {exc}") from exc
-        return Claim(_text(verdict), _text(owner), int(attempts), int(started))  # type: ignore[arg-type]
+        kills = {_text(marker[i]): int(marker[i + 1]) for i in range(0, len(marker), 2)}
+        return Claim(_text(verdict), _text(owner), int(attempts), int(started), kills)  # type: ignore[arg-type]
 
     def finish(
         self,

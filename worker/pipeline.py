@@ -24,6 +24,7 @@ from cancelq.contract import CancelRequest, parse_cancel
 from cancelq.errors import ContractError
 from worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
 from worker.decisions import Again, Final, RetryPolicy
+from worker.killswitch import KillSwitch, covered_by, kill_covering
 from worker.metrics import safely
 from worker.policy import Action, classify
 from worker.ratelimit.lanes import Budget
@@ -78,6 +79,10 @@ class CancelPipeline:
     def reject(self, fields: Mapping[str, Any], request_id: str, reason: str) -> None:
         self.recorder.reject(fields, request_id, reason)
 
+    def kill(self, fields: Mapping[str, Any], task_id: str) -> None:
+        """A kill-switch request (its own queue): cancel-all, then cover what is queued."""
+        KillSwitch(self.rt, self.recorder).run(fields, task_id)
+
     # -- stages -------------------------------------------------------------------------------
 
     def _claim(
@@ -92,7 +97,13 @@ class CancelPipeline:
         if claim.verdict == "duplicate":
             self.recorder.duplicate(request, request_id, claim.owner)
             return None
-        return Ticket(request, request_id, account, claim.attempts, claim.started_at_ms)
+        ticket = Ticket(request, request_id, account, claim.attempts, claim.started_at_ms)
+        if claim.kills and kill_covering(
+            claim.kills, request.category, request.symbol, request.enqueuedAt
+        ):
+            self.recorder.finish(ticket, covered_by("switch"), None)
+            return None
+        return ticket
 
     def _unpark(self, item: Mapping[str, Any], task_id: str) -> Ticket | None:
         try:

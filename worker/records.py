@@ -99,6 +99,12 @@ class Recorder:
         self._count(outcome)
         return outcome
 
+    def store_plain(self, outcome: Outcome) -> None:
+        """Record an outcome that settles no claim (a kill request's own); counted, not logged."""
+        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
+        account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
+        safely(self.rt.metrics.outcomes.labels(account, outcome.status.value).inc)
+
     def _store(self, outcome: Outcome, request: CancelRequest, *, keep: bool) -> None:
         settings = self.rt.settings
         confirm = (

@@ -2,6 +2,7 @@
 
 * ``cancelq.cancel_order`` (public, the contract): one request from a producer.
 * ``cancelq.submit`` (internal): cancels a dispatcher took out of a lane, budget spent.
+* ``cancelq.kill`` (public, own queue): the kill switch.
 
 Waiting never happens here (parked cancels wait in Redis). A Redis failure reschedules the
 message with a countdown; if even that fails the message is requeued, never acked and dropped.
@@ -19,7 +20,7 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from celery.exceptions import Retry as CeleryRetry
 
-from cancelq.contract import TASK_NAME
+from cancelq.contract import KILL_TASK_NAME, TASK_NAME
 from cancelq.errors import StoreError
 from worker.pipeline import CancelPipeline
 from worker.ratelimit.lanes import SUBMIT_TASK
@@ -57,6 +58,15 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
             pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
             return
         _guarded(self, pipeline, lambda: pipeline.handle(fields, task_id))
+
+    @app.task(name=KILL_TASK_NAME, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
+    def kill(self: Task, *args: Any, **fields: Any) -> None:
+        pipeline = provider()
+        task_id = str(self.request.id)
+        if args:
+            pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
+            return
+        _guarded(self, pipeline, lambda: pipeline.kill(fields, task_id))
 
     @app.task(name=SUBMIT_TASK, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
     def submit(self: Task, lane: str = "", items: list[Any] | None = None) -> None:

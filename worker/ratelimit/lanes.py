@@ -79,6 +79,7 @@ class Lanes:
         self._admit = client.register_script(_script("admit.lua"))
         self._dispatch = client.register_script(_script("dispatch.lua"))
         self._pause = client.register_script(_script("pause.lua"))
+        self._acquire = client.register_script(_script("acquire.lua"))
 
     def admit(
         self,
@@ -151,15 +152,54 @@ class Lanes:
         except redis.RedisError as exc:
             raise StoreError(f"recording the exchange's limit failed: {exc}") from exc
 
+    def acquire(self, name: str, limit: int, window_ms: int) -> int:
+        """Take one unit of the budget ``name`` now: 0, or the ms until one frees."""
+        log_key = f"{self._keys.lane(name)}:log"
+        try:
+            taken, wait_ms = self._acquire(
+                keys=[log_key], args=[limit, window_ms, uuid.uuid4().hex[:12]]
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"taking a budget unit failed: {exc}") from exc
+        return 0 if taken else max(int(wait_ms), 1)
+
+    def take_parked(self, account: str, category: str) -> list[tuple[str, str]]:
+        """Every cancel parked in a lane, as (request id, item JSON), without removing them."""
+        lane = self._keys.lane(lane_name(account, category))
+        try:
+            ids = [_text(i) for i in self._redis.zrange(lane, 0, -1)]
+            items = self._redis.mget([self._keys.parked_item(i) for i in ids]) if ids else []
+        except redis.RedisError as exc:
+            raise StoreError(f"reading parked cancels failed: {exc}") from exc
+        return [(i, raw.decode()) for i, raw in zip(ids, items, strict=True) if raw]
+
+    def unpark(self, account: str, category: str, request_ids: list[str]) -> list[str]:
+        """Remove parked cancels; returns those this call removed (a dispatcher may win)."""
+        lane = self._keys.lane(lane_name(account, category))
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for request_id in request_ids:
+                    pipe.zrem(lane, request_id)
+                removed = pipe.execute()
+                for request_id, gone in zip(request_ids, removed, strict=True):
+                    if gone:
+                        pipe.delete(self._keys.parked_item(request_id))
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"removing parked cancels failed: {exc}") from exc
+        return [r for r, gone in zip(request_ids, removed, strict=True) if gone]
+
     def parked(self) -> int:
         """How many cancels wait in lanes right now (for the queue-depth gauge)."""
         try:
             names = self._redis.zrange(self._keys.lanes_ready(), 0, -1)
             with self._redis.pipeline(transaction=False) as pipe:
                 for name in names:
-                    pipe.zcard(
-                        self._keys.lane(name.decode() if isinstance(name, bytes) else str(name))
-                    )
+                    pipe.zcard(self._keys.lane(_text(name)))
                 return int(sum(pipe.execute()))
         except redis.RedisError as exc:
             raise StoreError(f"counting parked cancels failed: {exc}") from exc
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,154 @@
+"""Dead letters: messages on the queue that could not even be read as a cancel.
+
+Each one leaves a record in a bounded Redis stream (``cancelq:dead-letters``, ``XADD MAXLEN ~``),
+a ``cancelq_dead_letters_total{reason}`` increment and a log line; when the message names a
+request id (its Celery ``id`` header), that request also gets a ``rejected`` outcome, so the
+producer waiting on it is answered.
+
+The record holds the reason, content type, size and a short *safe* preview: JSON is re-rendered
+without any field whose name could carry a credential, configured secrets and long key-like
+runs are masked, and the text is cut to :data:`PREVIEW_CHARS`. Recording never raises: a dead
+letter that cannot be written is logged, and the worker keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+import redis
+
+from cancelq.contract import REQUEST_ID_RE
+from cancelq.keys import Keys
+from worker.metrics import Metrics, safely
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS: Final = 160
+DEFAULT_MAXLEN: Final = 10_000
+#: Field names that could hold a credential: dropped from previews, whatever their value.
+SECRET_NAME_RE: Final = re.compile(r"(?i)key|secret|token|pass|sign|auth|cred|private|cookie")
+#: Runs that look like keys, signatures or base64 blobs: masked in previews.
+KEY_LIKE_RE: Final = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
+NON_PRINTABLE_RE: Final = re.compile(r"[^\x20-\x7e]")
+MAX_SCRUB_DEPTH: Final = 4
+
+
+class Reason(StrEnum):
+    """Why a message is a dead letter (the bounded ``reason`` label)."""
+
+    NOT_JSON = "not_json"  # the raw queue item is not a JSON document
+    BAD_ENVELOPE = "bad_envelope"  # JSON, but not a kombu/Celery message envelope
+    TOO_LARGE = "too_large"  # over the size limit, not even parsed
+    DECODE_ERROR = "decode_error"  # the body does not decode with its content type
+    CONTENT_DISALLOWED = "content_disallowed"  # pickle or any type but JSON: never decoded
+    UNKNOWN_TASK = "unknown_task"  # a task name this worker does not run
+    UNKNOWN_MESSAGE = "unknown_message"  # no task name at all
+    BAD_BODY = "bad_body"  # not [args, kwargs, embed] with a keyword-argument object
+    INVALID_TASK = "invalid_task"  # Celery refused the task message
+
+
+RejectOutcome = Callable[[str, str], None]
+
+
+class DeadLetters:
+    """Records dead letters; ``reject(request_id, reason)`` writes a ``rejected`` outcome."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        metrics: Metrics,
+        secrets: Iterable[str] = (),
+        *,
+        maxlen: int = DEFAULT_MAXLEN,
+        reject: RejectOutcome | None = None,
+    ) -> None:
+        self._redis = client
+        self._key = keys.dead_letters()
+        self._metrics = metrics
+        self._secrets = [s for s in secrets if s]
+        self._maxlen = maxlen
+        self._reject = reject
+
+    def record(
+        self,
+        reason: Reason,
+        raw: bytes | str | None,
+        *,
+        content_type: str | None = None,
+        request_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        rid = request_id if request_id and REQUEST_ID_RE.fullmatch(request_id) else None
+        size = len(raw.encode() if isinstance(raw, str) else raw) if raw is not None else 0
+        entry = {
+            "reason": reason.value,
+            "contentType": (content_type or "")[:64],
+            "size": str(size),
+            "preview": self.preview(raw),
+            "requestId": rid or "",
+            "detail": self._mask(detail)[:PREVIEW_CHARS],
+            "time": str(int(time.time() * 1000)),
+        }
+        safely(self._metrics.dead_letters.labels(reason.value).inc)
+        log.warning(
+            "dead letter: %s (%s bytes)%s",
+            reason.value,
+            size,
+            f": {entry['detail']}" if entry["detail"] else "",
+            extra={"requestId": rid, "reason": reason.value},
+        )
+        try:
+            self._redis.xadd(self._key, entry, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        except redis.RedisError:
+            log.error("dead letter not recorded: redis unavailable", extra={"requestId": rid})
+        if rid is not None and self._reject is not None:
+            self._reject_outcome(rid, f"message: {reason.value}")
+
+    def _reject_outcome(self, request_id: str, reason: str) -> None:
+        assert self._reject is not None
+        try:
+            self._reject(request_id, reason)
+        except Exception:  # an outcome we cannot write must not stop the consumer
+            log.error("rejected outcome not recorded", extra={"requestId": request_id})
+
+    def preview(self, raw: bytes | str | None) -> str:
+        """A short, printable, secret-free rendering of ``raw``."""
+        if raw is None:
+            return ""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        text = text[: PREVIEW_CHARS * 64]
+        try:
+            text = json.dumps(scrub(json.loads(text)), separators=(",", ":"))
+        except ValueError:
+            pass
+        return self._mask(text)[:PREVIEW_CHARS]
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            for line in secret.splitlines():
+                if len(line.strip()) >= 8:
+                    text = text.replace(line.strip(), "***")
+        text = KEY_LIKE_RE.sub("***", text)
+        return NON_PRINTABLE_RE.sub("?", text)
+
+
+def scrub(value: Any, depth: int = 0) -> Any:
+    """``value`` without any mapping entry whose name could be a credential."""
+    if depth >= MAX_SCRUB_DEPTH:
+        return "..."
+    if isinstance(value, Mapping):
+        return {
+            str(k): scrub(v, depth + 1)
+            for k, v in value.items()
+            if not SECRET_NAME_RE.search(str(k))
+        }
+    if isinstance(value, list):
+        return [scrub(v, depth + 1) for v in value[:8]]
+    return value
