@@ -20,10 +20,12 @@ from typing import Any
 
 import redis
 
-from cancelq.contract import QUEUE, parse_cancel
+from cancelq.confirmations import ConfirmationRecord
+from cancelq.contract import KILL_QUEUE, KILL_TASK_NAME, QUEUE, parse_cancel, parse_kill
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, OutcomeReader
+from producers import confirmations
 from producers.message import encode_message
 
 POLL_START_S = 0.005
@@ -36,6 +38,7 @@ class CancelProducer:
     ) -> None:
         self._redis = client
         self._queue = queue
+        self._kill_queue = KILL_QUEUE
         self._outcomes = OutcomeReader(client, Keys(prefix=key_prefix, queue=queue))
 
     @classmethod
@@ -60,6 +63,36 @@ class CancelProducer:
         except redis.RedisError as exc:
             raise StoreError(f"enqueue failed: {exc}") from exc
         return [fields["requestId"] for fields in prepared]
+
+    def kill(
+        self,
+        account: str,
+        category: str | None = None,
+        *,
+        symbol: str | None = None,
+        base_coin: str | None = None,
+        settle_coin: str | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Kill switch: cancel every open order of ``account`` (optionally one category, and one
+        symbol or coin) ahead of every queued cancel; returns the kill's ``requestId``."""
+        fields: dict[str, Any] = {
+            "account": account,
+            "category": category,
+            "symbol": symbol,
+            "baseCoin": base_coin,
+            "settleCoin": settle_coin,
+            "requestId": request_id or uuid.uuid4().hex,
+            "enqueuedAt": int(time.time() * 1000),
+        }
+        fields = {k: v for k, v in fields.items() if v is not None}
+        parse_kill(fields)
+        message = encode_message(fields, fields["requestId"], self._kill_queue, KILL_TASK_NAME)
+        try:
+            self._redis.lpush(self._kill_queue, message)
+        except redis.RedisError as exc:
+            raise StoreError(f"enqueueing a kill failed: {exc}") from exc
+        return str(fields["requestId"])
 
     def outcome(self, request_id: str) -> Outcome | None:
         """The final outcome, or None while the request is pending."""
@@ -88,6 +121,21 @@ class CancelProducer:
             time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
             pause = min(pause * 2, POLL_MAX_S)
         return done
+
+    def confirmation(self, request_id: str) -> ConfirmationRecord | None:
+        """The confirmation (confirmed_cancelled / filled_first / unconfirmed), or None yet."""
+        return confirmations.get_confirmation(self._redis, self._outcomes._keys, request_id)
+
+    def wait_confirmation(self, request_id: str, timeout_s: float) -> ConfirmationRecord:
+        """Block until the request is confirmed; TimeoutError after ``timeout_s``."""
+        return self.wait_confirmations([request_id], timeout_s)[request_id]
+
+    def wait_confirmations(
+        self, request_ids: Sequence[str], timeout_s: float
+    ) -> dict[str, ConfirmationRecord]:
+        return confirmations.wait_confirmations(
+            self._redis, self._outcomes._keys, request_ids, timeout_s
+        )
 
 
 def prepare(fields: Mapping[str, Any]) -> dict[str, Any]:

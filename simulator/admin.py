@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator.accounts import AccountError, make_account
+from simulator.admin_ws import ws_routes
 from simulator.endpoints import decimal_or_none
 from simulator.faults import updated
 from simulator.orders import NewOrder, Order, Rejection, parse_kind
@@ -392,6 +393,7 @@ async def reset(request: web.Request) -> web.Response:
         state.limiter.reset()
     if body.get("faults", False):
         state.faults.clear()
+        state.streams.faults.silent = state.streams.faults.refuse = False
     return web.json_response({"reset": True})
 
 
@@ -422,4 +424,5 @@ def build_admin_app(state: SimulatorState) -> web.Application:
     r.add_get("/cancel-counts", get_cancel_counts)
     r.add_get("/max-window", get_max_window)
     r.add_post("/reset", reset)
+    r.add_routes(ws_routes(state.streams))
     return app

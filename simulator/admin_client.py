@@ -165,6 +165,25 @@ class AdminClient:
         result: dict[str, Any] = self._call("POST", f"/orders/{order_id}/race", {})
         return result
 
+    # -- private WebSocket --------------------------------------------------------------------
+
+    def ws_state(self) -> dict[str, Any]:
+        """``{silent, refuse, pushed, connections:[{conn_id, uid, topics}]}``."""
+        result: dict[str, Any] = self._call("GET", "/ws")
+        return result
+
+    def set_ws_faults(
+        self, *, silent: bool | None = None, refuse: bool | None = None
+    ) -> dict[str, Any]:
+        """``silent``: open but mute (no pushes, no pongs); ``refuse``: close new connections."""
+        body = _drop_none({"silent": silent, "refuse": refuse})
+        result: dict[str, Any] = self._call("POST", "/ws", body)
+        return result
+
+    def drop_ws(self, uid: int | None = None) -> int:
+        """Abort private connections (all, or one UID's) without a close frame."""
+        return int(self._call("POST", "/ws/drop", _drop_none({"uid": uid}))["dropped"])
+
     # -- faults, clock, dialect, limits --------------------------------------------------------
 
     def faults(self) -> dict[str, Any]:

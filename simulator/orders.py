@@ -10,8 +10,8 @@ States (Bybit's ``orderStatus``)::
 ``Filled``, ``Cancelled``, ``PartiallyFilledCanceled``, ``Deactivated`` and ``Rejected`` are
 final. Every state change is published to ``OrderBook.listeners`` (the hook a private WebSocket
 ``order`` stream will use). A cancel that races a fill (armed with ``arm_fill_race``) is
-accepted, yet the order ends ``Filled`` with ``cancelType=CancelByUser`` and
-``rejectReason=EC_OrigClOrdIDDoesNotExist``, as on Bybit.
+accepted, yet the order ends ``Filled``: one ``Filled`` event, then the second ``Filled`` event
+with ``cancelType=CancelByUser`` and ``rejectReason=EC_OrigClOrdIDDoesNotExist``, as on Bybit.
 
 An order may be created invisible until ``visible_at_ms``: until then it cannot be found,
 which lets a cancel overtake its own order's create.
@@ -338,14 +338,15 @@ class OrderBook:
         """Cancel a found order; ``None`` means accepted."""
         if not order.is_open:
             return Rejection(_DONE_OUTCOME[order.status])
-        order.cancel_type = "CancelByUser"
         order.updated_ms = now_ms
-        if order.fill_on_cancel:
+        if order.fill_on_cancel:  # the fill wins: a Filled event, then Bybit's second one
             order.status = OrderStatus.FILLED
             order.cum_exec_qty = order.qty
+            self._emit(order, now_ms)
             order.reject_reason = "EC_OrigClOrdIDDoesNotExist"
         else:
             order.status = self._cancelled_status(order)
+        order.cancel_type = "CancelByUser"
         self._emit(order, now_ms)
         return None
 

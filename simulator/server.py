@@ -22,6 +22,7 @@ from simulator.admin import PREFIX, build_admin_app
 from simulator.config import SimulatorConfig
 from simulator.handlers import V5Handlers
 from simulator.state import SimulatorState
+from simulator.ws import PATH as PRIVATE_WS_PATH
 
 _log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -30,6 +31,12 @@ SHUTDOWN_TIMEOUT_S = 2.0
 def build_app(state: SimulatorState) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     V5Handlers(state).register(app)
+    app.router.add_get(PRIVATE_WS_PATH, state.streams.handle)
+
+    async def close_streams(_: web.Application) -> None:
+        await state.streams.close_all()
+
+    app.on_shutdown.append(close_streams)
     app.add_subapp(PREFIX + "/", build_admin_app(state))
     return app
 

@@ -12,6 +12,7 @@ from simulator.orders import OrderBook
 from simulator.ratelimit import RateLimiter
 from simulator.recorder import Recorder
 from simulator.retcodes import Dialect
+from simulator.ws import PrivateStreams
 
 
 @dataclass(slots=True)
@@ -24,14 +25,21 @@ class SimulatorState:
     recorder: Recorder
     dialect: Dialect
     batch_counts_items: bool
+    streams: PrivateStreams
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> SimulatorState:
-        accounts = load_accounts(config.accounts_file) if config.accounts_file else []
+        accounts = AccountStore(load_accounts(config.accounts_file) if config.accounts_file else [])
+        faults = FaultInjector(config.faults)
+        book = OrderBook()
+        streams = PrivateStreams(
+            accounts, lambda: int(time.time() * 1000) + faults.settings.clock_skew_ms
+        )
+        book.listeners.append(streams.on_event)
         return cls(
             config=config,
-            accounts=AccountStore(accounts),
-            book=OrderBook(),
+            accounts=accounts,
+            book=book,
             limiter=RateLimiter(
                 config.rate_limits,
                 ip_limit=config.ip_limit,
@@ -39,10 +47,11 @@ class SimulatorState:
                 ip_ban_ms=config.ip_ban_ms,
                 enabled=config.rate_limits_enabled,
             ),
-            faults=FaultInjector(config.faults),
+            faults=faults,
             recorder=Recorder(config.record_size),
             dialect=config.dialect,
             batch_counts_items=config.batch_counts_items,
+            streams=streams,
         )
 
     def server_ms(self) -> int:

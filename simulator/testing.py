@@ -97,6 +97,11 @@ class SimulatorProcess:
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
 
+    @property
+    def ws_url(self) -> str:
+        """The private WebSocket, ``ws://HOST:PORT/v5/private``."""
+        return private_ws_url(self.base_url)
+
     def start(self) -> Self:
         fd, self._stderr_path = tempfile.mkstemp(prefix="simulator-", suffix=".stderr")
         try:
@@ -215,6 +220,10 @@ class InProcessSimulator:
             raise SimulatorStartError("simulator not started")
         return self._admin
 
+    @property
+    def ws_url(self) -> str:
+        return private_ws_url(self.base_url)
+
     def start(self) -> Self:
         self._thread.start()
         server = SimulatorServer(self.config, self.state)
@@ -251,6 +260,11 @@ class InProcessSimulator:
 
 def _fields(config: SimulatorConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def private_ws_url(base_url: str) -> str:
+    """``http://h:p`` -> ``ws://h:p/v5/private``."""
+    return "ws" + base_url.removeprefix("http") + "/v5/private"
 
 
 def sign_hmac(secret: str, timestamp: str, api_key: str, recv_window: str, payload: str) -> str:

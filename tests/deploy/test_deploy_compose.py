@@ -12,7 +12,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-CANCELQ_SERVICES = ("simulator", "worker", "producer")
+CANCELQ_SERVICES = ("simulator", "worker", "confirmer", "producer")
 _DEFAULT = re.compile(r"\$\{\w+:-([^}]+)\}")
 
 
@@ -33,7 +33,15 @@ def _seconds(duration: str) -> float:
 
 @pytest.mark.timeout(10)
 def test_the_stack_has_every_service() -> None:
-    assert set(SERVICES) == {"redis", "simulator", "worker", "producer", "prometheus", "grafana"}
+    assert set(SERVICES) == {
+        "redis",
+        "simulator",
+        "worker",
+        "confirmer",
+        "producer",
+        "prometheus",
+        "grafana",
+    }
 
 
 @pytest.mark.timeout(10)
@@ -62,6 +70,21 @@ def test_cancelq_services_share_one_image_and_their_commands() -> None:
     ]
     assert SERVICES["worker"]["command"] == ["worker"]
     assert SERVICES["producer"]["command"] == ["loadgen", "--rate", "20"]
+    assert SERVICES["confirmer"]["command"] == ["confirmer"]
+
+
+@pytest.mark.timeout(10)
+def test_the_confirmer_follows_the_simulators_private_stream() -> None:
+    confirmer = SERVICES["confirmer"]
+    env = confirmer["environment"]
+    assert env["CANCELQ_BYBIT_WS_URL"] == "ws://simulator:8080/v5/private"
+    assert (
+        env["CANCELQ_BYBIT_BASE_URL"] == SERVICES["worker"]["environment"]["CANCELQ_BYBIT_BASE_URL"]
+    )
+    assert confirmer["expose"] == [env["CANCELQ_CONFIRMER_METRICS_PORT"]]
+    assert env["CANCELQ_HEALTH_FILE"].startswith("/tmp/")
+    assert confirmer["healthcheck"]["test"] == ["CMD", "cancelq", "health"]
+    assert "container_name" not in confirmer, "replicas: --scale confirmer=N"
 
 
 @pytest.mark.timeout(10)

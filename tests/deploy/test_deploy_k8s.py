@@ -24,17 +24,22 @@ CRD_KINDS = {
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
 
 
-def _load() -> dict[str, dict[str, Any]]:
-    """Kind -> resource, for every document of every file the kustomization lists."""
+def _load(component: str) -> dict[str, dict[str, Any]]:
+    """Kind -> resource of one component (``worker``: resources without a component label, or
+    ``confirmer``), for every document of every file the kustomization lists."""
     resources: dict[str, dict[str, Any]] = {}
     for name in KUSTOMIZATION["resources"]:
         for doc in yaml.safe_load_all((K8S / name).read_text()):
+            labels = doc["metadata"].get("labels", {})
+            if labels.get("app.kubernetes.io/component", "worker") != component:
+                continue
             assert doc["kind"] not in resources, f"two {doc['kind']}s: the tests assume one"
             resources[doc["kind"]] = doc
     return resources
 
 
-RESOURCES = _load()
+RESOURCES = _load("worker")
+CONFIRMER = _load("confirmer")
 DEPLOYMENT = RESOURCES["Deployment"]
 POD = DEPLOYMENT["spec"]["template"]["spec"]
 (CONTAINER,) = POD["containers"]
@@ -49,9 +54,13 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("kind", sorted(RESOURCES))
-def test_resource_is_valid(kind: str) -> None:
-    resource = RESOURCES[kind]
+@pytest.mark.parametrize(
+    "resource",
+    [*RESOURCES.values(), *CONFIRMER.values()],
+    ids=lambda r: f"{r['kind']}/{r['metadata']['name']}",
+)
+def test_resource_is_valid(resource: dict[str, Any]) -> None:
+    kind = resource["kind"]
     if (resource["apiVersion"], kind) in CRD_KINDS:
         assert resource["metadata"]["name"]
         assert isinstance(resource["spec"], dict)
@@ -172,10 +181,51 @@ def test_kustomize_builds_the_namespaced_manifests() -> None:
         check=True,
     ).stdout
     docs = list(yaml.safe_load_all(built))
-    assert sorted(d["kind"] for d in docs) == sorted(RESOURCES)
+    assert sorted(d["kind"] for d in docs) == sorted([*RESOURCES, *CONFIRMER])
     assert {d["metadata"]["namespace"] for d in docs} == {KUSTOMIZATION["namespace"]}
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (deployment,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "cancelq-worker"
+    ]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "cancelq:0.1.0"
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+# -- the confirmer ------------------------------------------------------------------------------
+
+CONFIRMER_POD = CONFIRMER["Deployment"]["spec"]["template"]["spec"]
+(CONFIRMER_CONTAINER,) = CONFIRMER_POD["containers"]
+
+
+@pytest.mark.timeout(10)
+def test_confirmer_runs_two_replicas_with_its_own_metrics_port_and_heartbeat() -> None:
+    deployment = CONFIRMER["Deployment"]
+    assert CONFIRMER_CONTAINER["args"] == ["confirmer"]
+    assert deployment["spec"]["replicas"] >= 2, "a standby replica takes leases over"
+    env = {e["name"]: e["value"] for e in CONFIRMER_CONTAINER["env"]}
+    assert env["CANCELQ_BYBIT_WS_URL"].endswith("/v5/private")
+    assert "stream.bybit.com" not in env["CANCELQ_BYBIT_WS_URL"], "testnet, never mainnet"
+    assert env["CANCELQ_HEALTH_FILE"].startswith("/tmp/")
+    ports = {p["name"]: p["containerPort"] for p in CONFIRMER_CONTAINER["ports"]}
+    assert ports["metrics"] == int(env["CANCELQ_CONFIRMER_METRICS_PORT"])
+    assert CONFIRMER_CONTAINER["livenessProbe"]["exec"]["command"] == ["cancelq", "health"]
+    assert CONFIRMER_CONTAINER["securityContext"]["readOnlyRootFilesystem"] is True
+    assert CONFIRMER_POD["securityContext"]["runAsNonRoot"] is True
+
+
+@pytest.mark.timeout(10)
+def test_confirmer_service_monitor_and_budget_select_the_confirmer_pods() -> None:
+    pod_labels = CONFIRMER["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    service, monitor = CONFIRMER["Service"], CONFIRMER["ServiceMonitor"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert (
+        CONFIRMER["PodDisruptionBudget"]["spec"]["selector"]
+        == CONFIRMER["Deployment"]["spec"]["selector"]
+    )
+    assert (
+        RESOURCES["Deployment"]["spec"]["selector"] != CONFIRMER["Deployment"]["spec"]["selector"]
+    )

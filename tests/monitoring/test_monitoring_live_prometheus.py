@@ -17,6 +17,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from confirmer.metrics import ConfirmerMetrics
+from confirmer.metrics import populate as populate_confirmer
 from monitoring.promserver import (
     Prometheus,
     PrometheusError,
@@ -39,6 +41,7 @@ def prometheus() -> Iterator[Prometheus]:
     """Prometheus (with the alert rules loaded) scraping a live sample exporter every second."""
     metrics = Metrics(CollectorRegistry())
     populate(metrics)
+    populate_confirmer(ConfirmerMetrics(metrics.registry))  # the confirmer's, same target
     stop = threading.Event()
     traffic = threading.Thread(target=_keep_populating, args=(metrics, stop), daemon=True)
     traffic.start()

@@ -1,9 +1,9 @@
 """Every PromQL expression of the operator side uses only metrics and labels the worker defines.
 
 Expressions come from the alert rules, the Grafana dashboards and the KEDA ScaledObject
-(``monitoring.queries.all_queries``); the truth is ``worker.metrics.Metrics`` in a private
-registry, as a real worker exposes it (counters with ``_total``, histograms with
-``_bucket``/``_sum``/``_count``).
+(``monitoring.queries.all_queries``); the truth is ``worker.metrics.Metrics`` and
+``confirmer.metrics.ConfirmerMetrics`` in a private registry, as a real worker and a real
+confirmer expose them (counters with ``_total``, histograms with ``_bucket``/``_sum``/``_count``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from confirmer.metrics import ConfirmerMetrics
+from confirmer.metrics import populate as populate_confirmer
 from monitoring.queries import Query, all_queries, parse, to_promql
 from monitoring.sample_exporter import populate
 from worker.metrics import Metrics
@@ -28,6 +30,16 @@ SUFFIXES = {
 QUERIES = all_queries()
 
 
+def _registry(*, touched: bool) -> CollectorRegistry:
+    """Every metric source in one registry: the worker's and the confirmer's."""
+    registry = CollectorRegistry()
+    metrics, confirmer = Metrics(registry), ConfirmerMetrics(registry)
+    if touched:
+        populate(metrics)
+        populate_confirmer(confirmer)
+    return registry
+
+
 def _derived_names(registry: CollectorRegistry) -> set[str]:
     """Exposed sample names derived from metric family types alone."""
     return {
@@ -37,10 +49,8 @@ def _derived_names(registry: CollectorRegistry) -> set[str]:
 
 def _exposed_series() -> dict[str, frozenset[str]]:
     """Sample name -> label names, from a registry where every metric was touched."""
-    metrics = Metrics(CollectorRegistry())
-    populate(metrics)
     series: dict[str, set[str]] = {}
-    for family in metrics.registry.collect():
+    for family in _registry(touched=True).collect():
         for sample in family.samples:
             series.setdefault(sample.name, set()).update(sample.labels)
     exposed = {name: frozenset(labels) | TARGET_LABELS for name, labels in series.items()}
@@ -52,8 +62,7 @@ EXPOSED = _exposed_series()
 
 @pytest.mark.timeout(10)
 def test_derived_names_are_the_names_a_touched_registry_exposes() -> None:
-    untouched = Metrics(CollectorRegistry())
-    assert _derived_names(untouched.registry) == set(EXPOSED) - set(PROMETHEUS_SERIES)
+    assert _derived_names(_registry(touched=False)) == set(EXPOSED) - set(PROMETHEUS_SERIES)
     assert "cancelq_kills_total" in EXPOSED
     assert "cancelq_end_to_end_seconds_bucket" in EXPOSED
     assert "le" in EXPOSED["cancelq_end_to_end_seconds_bucket"]
@@ -61,9 +70,7 @@ def test_derived_names_are_the_names_a_touched_registry_exposes() -> None:
 
 @pytest.mark.timeout(10)
 def test_the_sample_exporter_touches_every_metric() -> None:
-    metrics = Metrics(CollectorRegistry())
-    populate(metrics)
-    untouched = [f.name for f in metrics.registry.collect() if not f.samples]
+    untouched = [f.name for f in _registry(touched=True).collect() if not f.samples]
     assert untouched == []
 
 
@@ -97,7 +104,7 @@ def test_the_dashboard_shows_every_metric_the_worker_defines() -> None:
         if q.source.split(":")[0].endswith(".json")
         for m in parse(to_promql(q.expr)).metrics
     }
-    families = {f.name for f in Metrics(CollectorRegistry()).registry.collect()}
+    families = {f.name for f in _registry(touched=False).collect()}
     assert families - used == set()
 
 

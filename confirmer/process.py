@@ -1,0 +1,108 @@
+"""A confirmer process started from Python: used by the demo, the tests and the benchmarks.
+
+``python -m cancelq confirmer`` with its own environment, which must name its
+``CANCELQ_HEALTH_FILE`` (the confirmer writes its heartbeat there, in the worker's format); its log
+goes to a file that tests scan for secrets.
+
+::
+
+    with ConfirmerProcess(env, log_file) as confirmer:   # started and ready
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from worker.observability import read_heartbeat
+
+
+class ConfirmerProcess:
+    def __init__(self, env: Mapping[str, str], log_file: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_file = log_file
+        self.health_file = Path(self.env["CANCELQ_HEALTH_FILE"])
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout_s: float = 30.0) -> ConfirmerProcess:
+        self.health_file.unlink(missing_ok=True)
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cancelq", "confirmer"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            beat = read_heartbeat(self.health_file)
+            if beat is not None and beat[1] and beat[0] < 5:
+                return
+            if not self.alive():
+                raise RuntimeError(f"confirmer exited at start:\n{self.log_text(since_start=True)}")
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"confirmer not ready in {timeout_s}s:\n{self.log_text(since_start=True)}"
+        )
+
+    def log_text(self, *, since_start: bool = False) -> str:
+        try:
+            data = self.log_file.read_bytes()
+        except FileNotFoundError:
+            return ""
+        return data[self._log_offset if since_start else 0 :].decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM (streams closed, leases released), then SIGKILL after ``timeout_s``."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the leases are left to expire (what a crashed pod does)."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> ConfirmerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

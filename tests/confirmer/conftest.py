@@ -1,0 +1,98 @@
+"""Fixtures of the confirmer tests: a real Redis, the simulator as a process, a real worker, and
+confirmer processes with short timings (leases, grace, pings) so failures show in seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cancelq.embedded_redis import RedisServer
+from confirmer.process import ConfirmerProcess
+from simulator.testing import SimulatorProcess
+from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
+
+CONFIRM_DEADLINE_S = "8"
+
+
+@pytest.fixture(scope="session")
+def rsa_secret_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("confirm-stack")
+    pair = new_rsa_pair()
+    accounts = write_accounts(workdir, pair)
+    with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
+        stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
+        try:
+            yield stack
+        finally:
+            for worker in stack.workers:
+                worker.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_stack(rsa_secret_stack: Stack) -> Stack:
+    """The shared stack with one worker registering confirmations (deadline 8 s)."""
+    rsa_secret_stack.start_worker(CANCELQ_CONFIRM_DEADLINE_S=CONFIRM_DEADLINE_S)
+    return rsa_secret_stack
+
+
+@pytest.fixture
+def stack(worker_stack: Stack) -> Stack:
+    worker_stack.redis.flushdb()
+    worker_stack.sim.admin.reset(faults=True)
+    worker_stack.sim.admin.set_dialect("v5")
+    return worker_stack
+
+
+class Confirmers:
+    """Starts confirmer processes against a stack; stops them all at teardown."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.started: list[ConfirmerProcess] = []
+
+    def env(self, name: str, **overrides: str) -> dict[str, str]:
+        stack = self.stack
+        return {
+            "CANCELQ_REDIS_URL": stack.redis_server.url,
+            "CANCELQ_BYBIT_BASE_URL": stack.sim.base_url,
+            "CANCELQ_BYBIT_WS_URL": stack.sim.ws_url,
+            "CANCELQ_ACCOUNTS_FILE": str(stack.accounts_file),
+            "CANCELQ_CONFIRMER_METRICS_PORT": "0",
+            "CANCELQ_HEALTH_FILE": str(stack.workdir / f"{name}.health"),
+            "CANCELQ_LOG_FORMAT": "json",
+            "CANCELQ_CONFIRMER_REPLICA_ID": name,
+            "CANCELQ_CONFIRMER_LEASE_TTL_S": "1.5",
+            "CANCELQ_CONFIRMER_LEASE_CHECK_S": "0.3",
+            "CANCELQ_CONFIRMER_GRACE_S": "1.0",
+            "CANCELQ_CONFIRMER_FALLBACK_RETRY_S": "0.3",
+            "CANCELQ_CONFIRMER_PING_INTERVAL_S": "1.0",
+            "CANCELQ_CONFIRMER_PONG_TIMEOUT_S": "1.0",
+            "CANCELQ_CONFIRMER_BACKOFF_MAX_S": "0.5",
+            **overrides,
+        }
+
+    def start(self, name: str, **overrides: str) -> ConfirmerProcess:
+        log = self.stack.workdir / f"{name}.log"
+        process = ConfirmerProcess(self.env(name, **overrides), log)
+        self.started.append(process)
+        return process.start()
+
+    def logs(self) -> str:
+        return "\n".join(p.log_text() for p in self.started)
+
+
+@pytest.fixture
+def confirmers(stack: Stack) -> Iterator[Confirmers]:
+    group = Confirmers(stack)
+    try:
+        yield group
+    finally:
+        for process in group.started:
+            process.stop(timeout_s=5)
+
+
+@pytest.fixture
+def workdir(stack: Stack) -> Path:
+    return stack.workdir
