@@ -9,6 +9,7 @@ no final outcome. Everything it started is stopped on exit or Ctrl-C.
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 import statistics
@@ -25,9 +26,11 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from cancelq.confirmations import ConfirmationSummary, read_summary
 from cancelq.embedded_redis import RedisServer, free_port
+from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
-from cancelq.processes import WorkerProcess
+from cancelq.processes import ConfirmerProcess, WorkerProcess
 from cancelq.settings import Settings
 from producers.client import CancelProducer
 from producers.message import encode_message
@@ -40,6 +43,7 @@ ACCOUNTS = (
     ("gamma", "spot", "SOLUSDT", "rsa"),
 )
 WAIT_S = 180.0
+CONFIRM_WAIT_S = 40.0
 
 
 @dataclass(frozen=True)
@@ -69,17 +73,27 @@ def run_demo(settings: Settings, *, orders: int = 300, workers: int = 2, seed: i
             accounts_file=accounts_file,
             workdir=workdir,
         )
+        _start_confirmer(
+            stack, redis_url=redis_url, sim=sim, accounts_file=accounts_file, workdir=workdir
+        )
         producer = CancelProducer.from_url(redis_url)
         started = time.monotonic()
         ids = _enqueue(producer, redis.Redis.from_url(redis_url), plan)
         outcomes = _wait(producer, ids)
         elapsed = time.monotonic() - started
-        records = sim.admin.records(endpoint="order/cancel")
+        accepted = [
+            rid
+            for rid, o in outcomes.items()
+            if o.status.value == "cancelled" and o.duplicateOf is None
+        ]
+        confirmations = _wait_confirmations(redis_url, accepted)
+        records = sim.admin.records()
         _summary(
             plan,
             ids=ids,
             outcomes=outcomes,
             records=records,
+            confirmations=confirmations,
             elapsed=elapsed,
             metrics_urls=metrics_urls,
         )
@@ -122,7 +136,7 @@ def _write_accounts(workdir: Path) -> Path:
         )
     )
     tables = []
-    for uid, (alias, _, _, kind) in enumerate(ACCOUNTS, start=5001):
+    for uid, (alias, category, _, kind) in enumerate(ACCOUNTS, start=5001):
         credential = (
             f'rsa_private_key_file = "{workdir / "gamma.pem"}"\n'
             f'rsa_public_key_file = "{workdir / "gamma.pub"}"'
@@ -131,7 +145,7 @@ def _write_accounts(workdir: Path) -> Path:
         )
         tables.append(
             f'[accounts.{alias}]\nuid = {uid}\napi_key = "{secrets.token_hex(9).upper()}"\n'
-            f"{credential}\nrate_limit_per_s = 10\n"
+            f"{credential}\nrate_limit_per_s = {20 if category == 'spot' else 10}\n"
         )
     path = workdir / "accounts.toml"
     path.write_text("\n".join(tables), encoding="utf-8")
@@ -202,6 +216,37 @@ def _start_workers(
     return urls
 
 
+def _start_confirmer(
+    stack: ExitStack, *, redis_url: str, sim: Any, accounts_file: Path, workdir: Path
+) -> None:
+    env = {
+        "CANCELQ_REDIS_URL": redis_url,
+        "CANCELQ_BYBIT_BASE_URL": sim.base_url,
+        "CANCELQ_BYBIT_WS_URL": sim.ws_url,
+        "CANCELQ_ACCOUNTS_FILE": str(accounts_file),
+        "CANCELQ_CONFIRMER_METRICS_PORT": "0",
+        "CANCELQ_HEALTH_FILE": str(workdir / "confirmer.health"),
+        "CANCELQ_LOG_LEVEL": "WARNING",
+    }
+    stack.enter_context(ConfirmerProcess(env, workdir / "confirmer.log"))
+    console.print("confirmer following the private order streams")
+
+
+def _wait_confirmations(redis_url: str, request_ids: Sequence[str]) -> ConfirmationSummary:
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + CONFIRM_WAIT_S
+    summary = read_summary(client, Keys(), request_ids)
+    with console.status("waiting for confirmations") as status:
+        while summary.missing and time.monotonic() < deadline:
+            status.update(
+                f"waiting for confirmations: {summary.expected - summary.missing}"
+                f"/{summary.expected}"
+            )
+            time.sleep(0.1)
+            summary = read_summary(client, Keys(), request_ids)
+    return summary
+
+
 def _enqueue(producer: CancelProducer, raw: redis.Redis, plan: Plan) -> list[str]:
     ids = producer.enqueue_many(plan.cancels)
     pushed = []
@@ -239,27 +284,47 @@ def _summary(
     ids: Sequence[str],
     outcomes: dict[str, Outcome],
     records: list[dict[str, Any]],
+    confirmations: ConfirmationSummary,
     elapsed: float,
     metrics_urls: Sequence[str],
 ) -> None:
     out = Console()
     by_status = Counter(o.status.value for o in outcomes.values())
-    table = Table(title=f"cancelq demo: {len(ids)} requests in {elapsed:.1f}s")
-    table.add_column("final outcome")
-    table.add_column("requests", justify="right")
-    for status, count in by_status.most_common():
-        table.add_row(status, str(count))
-    table.add_row("[bold]no outcome[/]", str(len(ids) - len(outcomes)))
-    out.print(table)
-
-    codes = Counter(str(r.get("ret_code")) for r in records)
-    replies = Table(title=f"exchange replies to POST /v5/order/cancel ({len(records)} requests)")
-    replies.add_column("retCode")
-    replies.add_column("replies", justify="right")
-    for code, count in codes.most_common():
-        replies.add_row(code, str(count))
-    out.print(replies)
-
+    out.print(
+        _table(
+            f"cancelq demo: {len(ids)} requests in {elapsed:.1f}s",
+            ("final outcome", "requests"),
+            [*by_status.most_common(), ("no outcome", len(ids) - len(outcomes))],
+        )
+    )
+    codes = Counter(
+        str(o.retCode) for o in outcomes.values() if o.retCode is not None and not o.duplicateOf
+    )
+    out.print(
+        _table(
+            "Bybit retCode of each cancel's final reply",
+            ("retCode", "cancels"),
+            codes.most_common(),
+        )
+    )
+    endpoints = Counter(str(r.get("endpoint")) for r in records)
+    out.print(
+        _table(
+            "requests the exchange (simulator) received",
+            ("endpoint", "requests"),
+            endpoints.most_common(),
+        )
+    )
+    out.print(
+        _table(
+            f"confirmations of {confirmations.expected} accepted cancels (private order stream)",
+            ("result", "cancels"),
+            [
+                *sorted(confirmations.by_result.items()),
+                ("not confirmed yet", confirmations.missing),
+            ],
+        )
+    )
     latencies = [
         (o.answeredAt - o.enqueuedAt) / 1000
         for o in outcomes.values()
@@ -270,9 +335,27 @@ def _summary(
         f"{plan.filled} filled before their cancel, {len(plan.invalid)} invalid messages"
     )
     out.print(
-        f"latency enqueue -> exchange reply: p50 {_percentile(latencies, 0.5) * 1000:.1f} ms, "
-        f"p99 {_percentile(latencies, 0.99) * 1000:.1f} ms over {len(latencies)} sent cancels"
+        f"latency enqueue -> exchange reply: p50 {_ms(_percentile(latencies, 0.5))}, "
+        f"p99 {_ms(_percentile(latencies, 0.99))} over {len(latencies)} sent cancels "
+        "(each key drains at its rate limit, so most of this is waiting for budget)"
+    )
+    out.print(
+        f"accept -> confirmed: p50 {_ms(confirmations.latency_p50_s)}, "
+        f"p99 {_ms(confirmations.latency_p99_s)} (via {dict(confirmations.by_via)})"
     )
     out.print("worker metrics (while the demo runs): " + ", ".join(metrics_urls))
     if len(outcomes) < len(ids):
         out.print(f"[red]{len(ids) - len(outcomes)} requests have no final outcome[/]")
+
+
+def _table(title: str, columns: tuple[str, str], rows: Sequence[tuple[str, int]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(columns[0])
+    table.add_column(columns[1], justify="right")
+    for name, count in rows:
+        table.add_row(name, str(count))
+    return table
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:.1f} ms"

@@ -74,6 +74,10 @@ class OutcomeReader:
         self._redis = client
         self._keys = keys
 
+    @property
+    def keys(self) -> Keys:
+        return self._keys
+
     def get(self, request_id: str) -> Outcome | None:
         """The final outcome of ``request_id``, or None while it is pending."""
         return self.get_many([request_id]).get(request_id)

@@ -1,8 +1,8 @@
-"""Worker processes started from Python: used by the demo, the tests and the benchmarks.
+"""cancelq services started from Python (workers, confirmers): for the demo, tests, benchmarks.
 
-Each worker is ``python -m cancelq worker`` with its own environment (which must name its
-``CANCELQ_HEALTH_FILE``: the worker marks itself ready there); its log goes to a file that tests
-scan for secrets.
+Each is ``python -m cancelq <command>`` with its own environment, which must name its
+``CANCELQ_HEALTH_FILE``: the service marks itself ready there (see ``worker.observability``).
+Its log goes to a file, which tests scan for secrets.
 """
 
 from __future__ import annotations
@@ -16,20 +16,25 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from worker.observability import read_heartbeat
 
 
-class WorkerProcess:
+class ServiceProcess:
+    """``python -m cancelq <command> <args>``: start (until ready), stop, kill, logs."""
+
+    command = "worker"
+
     def __init__(
         self,
         env: Mapping[str, str],
         log_file: Path,
-        celery_args: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> None:
         self.env = {**os.environ, **env}
         self.log_file = log_file
-        self.celery_args = list(celery_args)
+        self.args = list(args)
         self.health_file = Path(self.env["CANCELQ_HEALTH_FILE"])
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -39,12 +44,12 @@ class WorkerProcess:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout_s: float = 30.0) -> WorkerProcess:
+    def start(self, timeout_s: float = 30.0) -> Self:
         self.health_file.unlink(missing_ok=True)
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         log = self.log_file.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cancelq", "worker", *self.celery_args],
+            [sys.executable, "-m", "cancelq", self.command, *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -61,9 +66,13 @@ class WorkerProcess:
             if beat is not None and beat[1] and beat[0] < 5:
                 return
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"worker exited at start:\n{self.log_text(since_start=True)}")
+                raise RuntimeError(
+                    f"{self.command} exited at start:\n{self.log_text(since_start=True)}"
+                )
             time.sleep(0.05)
-        raise TimeoutError(f"worker not ready in {timeout_s}s:\n{self.log_text(since_start=True)}")
+        raise TimeoutError(
+            f"{self.command} not ready in {timeout_s}s:\n{self.log_text(since_start=True)}"
+        )
 
     def log_text(self, *, since_start: bool = False) -> str:
         try:
@@ -101,7 +110,7 @@ class WorkerProcess:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -111,3 +120,15 @@ class WorkerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class WorkerProcess(ServiceProcess):
+    """``cancelq worker``; ``args`` go to ``celery worker``."""
+
+    command = "worker"
+
+
+class ConfirmerProcess(ServiceProcess):
+    """``cancelq confirmer``."""
+
+    command = "confirmer"

@@ -124,7 +124,7 @@ class CancelProducer:
 
     def confirmation(self, request_id: str) -> ConfirmationRecord | None:
         """The confirmation (confirmed_cancelled / filled_first / unconfirmed), or None yet."""
-        return confirmations.get_confirmation(self._redis, self._outcomes._keys, request_id)
+        return confirmations.get_confirmation(self._redis, self._outcomes.keys, request_id)
 
     def wait_confirmation(self, request_id: str, timeout_s: float) -> ConfirmationRecord:
         """Block until the request is confirmed; TimeoutError after ``timeout_s``."""
@@ -134,7 +134,7 @@ class CancelProducer:
         self, request_ids: Sequence[str], timeout_s: float
     ) -> dict[str, ConfirmationRecord]:
         return confirmations.wait_confirmations(
-            self._redis, self._outcomes._keys, request_ids, timeout_s
+            self._redis, self._outcomes.keys, request_ids, timeout_s
         )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cancelq.embedded_redis import RedisServer
-from confirmer.process import ConfirmerProcess
+from cancelq.processes import ConfirmerProcess
 from simulator.testing import SimulatorProcess
 from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
 
