@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
 from celery import Celery
 
 from cancelq.contract import TASK_NAME
@@ -27,8 +31,9 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         # A prefork child killed mid-task: requeue its message instead of acking it as failed.
         task_reject_on_worker_lost=True,
-        # An unexpected failure must not ack (= drop) the cancel: it is rejected and, with the
-        # Redis transport, restored after the visibility timeout.
+        # A failure must not be acked as done. Note: Celery then rejects it WITHOUT requeue,
+        # which on Redis deletes it, so the tasks themselves must never raise unexpectedly
+        # (worker/task.py turns store errors into a reschedule or a requeueing Reject).
         task_acks_on_failure_or_timeout=False,
         # Prefetch one message per execution slot: a pod does not hoard cancels other pods
         # could send now (retries with a countdown do not count against it).
@@ -44,6 +49,13 @@ def create_app(settings: Settings) -> Celery:
             "retry_on_timeout": True,
             "health_check_interval": 10,
         },
+        # kombu's Redis transport with a channel that turns unreadable queue items (garbage
+        # pushed with plain Redis commands, non-envelopes, oversized items) into dead letters;
+        # stock kombu raises in the event loop and the worker exits with the item gone.
+        broker_transport="worker.consumer_steps:Transport",
+        # Celery's consumer with hooks that record every message it would drop (decode errors,
+        # unknown tasks, pickle and other refused content types) as a dead letter.
+        worker_consumer="worker.consumer_steps:Consumer",
         # Reconnect to the broker forever, from the first connection on.
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
@@ -62,4 +74,15 @@ def create_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
+    app.conf.update(_tls(settings.redis_url))
     return app
+
+
+def _tls(url: str) -> dict[str, Any]:
+    """``rediss://`` verifies the server certificate: kombu only turns TLS on when the URL has
+    ``ssl_*`` parameters (e.g. ``?ssl_ca_certs=/etc/ca.pem``), so a bare ``rediss://`` gets
+    ``CERT_REQUIRED`` against the system CAs here instead of a plain-text connection."""
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_" in parts.query:
+        return {}
+    return {"broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED}}

@@ -13,6 +13,7 @@ letter that cannot be written is logged, and the worker keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -124,10 +125,8 @@ class DeadLetters:
             return ""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         text = text[: PREVIEW_CHARS * 64]
-        try:
+        with contextlib.suppress(ValueError):
             text = json.dumps(scrub(json.loads(text)), separators=(",", ":"))
-        except ValueError:
-            pass
         return self._mask(text)[:PREVIEW_CHARS]
 
     def _mask(self, text: str) -> str:

@@ -10,6 +10,8 @@ from celery.signals import worker_ready
 from cancelq.logs import configure_logging
 from cancelq.settings import Settings
 from worker.app import create_app
+from worker.consumer_steps import install as install_dead_letters
+from worker.dead_letters import DeadLetters
 from worker.metrics import Metrics
 from worker.observability import Observer, observer_step
 from worker.pipeline import CancelPipeline
@@ -30,6 +32,15 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         lambda: CancelPipeline(build_runtime(settings, metrics)), initial=CancelPipeline(runtime)
     )
     register_tasks(app, provider)
+    install_dead_letters(
+        DeadLetters(
+            runtime.redis,
+            runtime.keys,
+            metrics,
+            runtime.secrets,
+            reject=lambda request_id, why: provider().reject({}, request_id, why),
+        )
+    )
     observer = Observer(
         metrics,
         runtime.redis,
@@ -40,7 +51,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         health_file=settings.health_file,
         interval_s=settings.heartbeat_s,
     )
-    dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.active)
+    dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.banned)
     app.steps["worker"].add(observer_step(observer, dispatcher))
     worker_ready.connect(lambda **_: observer.mark_ready(), weak=False)
     return app, provider

@@ -47,6 +47,9 @@ class IpBan:
         self.active.set()
         safely(self.metrics.ip_banned.set, 1)
 
+    def banned(self) -> bool:
+        return self.remaining_s() > 0
+
     def remaining_s(self) -> float:
         left = self.until - time.monotonic()
         if left <= 0 and self.active.is_set():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from cancelq.errors import StoreError
 from worker.ratelimit.lanes import Lanes
@@ -17,12 +18,12 @@ log = logging.getLogger(__name__)
 
 class Dispatcher:
     def __init__(
-        self, lanes: Lanes, queue: str, *, max_sleep_s: float = 0.02, paused: threading.Event
+        self, lanes: Lanes, queue: str, *, paused: Callable[[], bool], max_sleep_s: float = 0.02
     ) -> None:
         self._lanes = lanes
         self._queue = queue
         self._max_sleep_s = max_sleep_s
-        self._paused = paused  # set while this pod must not send (IP ban)
+        self._paused = paused  # true while this pod must not send (IP ban)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -41,7 +42,7 @@ class Dispatcher:
 
     def run_once(self) -> float:
         """One dispatch round; returns how long to sleep before the next."""
-        if self._paused.is_set():
+        if self._paused():
             return self._max_sleep_s * 10
         try:
             result = self._lanes.dispatch(self._queue)

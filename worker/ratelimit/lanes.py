@@ -171,7 +171,7 @@ class Lanes:
             items = self._redis.mget([self._keys.parked_item(i) for i in ids]) if ids else []
         except redis.RedisError as exc:
             raise StoreError(f"reading parked cancels failed: {exc}") from exc
-        return [(i, raw.decode()) for i, raw in zip(ids, items, strict=True) if raw]
+        return [(i, _text(raw)) for i, raw in zip(ids, items, strict=True) if raw]
 
     def unpark(self, account: str, category: str, request_ids: list[str]) -> list[str]:
         """Remove parked cancels; returns those this call removed (a dispatcher may win)."""
