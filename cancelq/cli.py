@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.progress import track
 
 from cancelq.errors import CancelqError
 from cancelq.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from producers.client import CancelProducer
 
 app = typer.Typer(
     name="cancelq",
@@ -33,11 +36,15 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _require_redis(settings: Settings) -> str:
+def _producer(settings: Settings) -> CancelProducer:
+    from producers.client import CancelProducer
+
     if settings.redis_url is None:
         err.print("[red]error:[/] CANCELQ_REDIS_URL is not set")
         raise typer.Exit(2)
-    return settings.redis_url
+    return CancelProducer.from_url(
+        settings.redis_url, queue=settings.queue, key_prefix=settings.key_prefix
+    )
 
 
 @app.command()
@@ -79,12 +86,7 @@ def enqueue(
     chunk: Annotated[int, typer.Option(help="Cancels per round trip from a file.")] = 500,
 ) -> None:
     """Enqueue one cancel from options, or many from a JSONL file or stdin."""
-    from producers.client import CancelProducer
-
-    settings = _settings()
-    producer = CancelProducer.from_url(
-        _require_redis(settings), queue=settings.queue, key_prefix=settings.key_prefix
-    )
+    producer = _producer(_settings())
     try:
         if file is None:
             fields = _one_cancel(
@@ -147,12 +149,7 @@ def kill(
     wait: Annotated[float, typer.Option(help="Wait this many seconds for the result.")] = 10.0,
 ) -> None:
     """Kill switch: cancel every open order of an account now, ahead of queued cancels."""
-    from producers.client import CancelProducer
-
-    settings = _settings()
-    producer = CancelProducer.from_url(
-        _require_redis(settings), queue=settings.queue, key_prefix=settings.key_prefix
-    )
+    producer = _producer(_settings())
     try:
         rid = producer.kill(
             account, category, symbol=symbol, base_coin=base_coin, settle_coin=settle_coin
@@ -171,12 +168,7 @@ def kill(
 @app.command()
 def status(request_ids: Annotated[list[str], typer.Argument(help="requestId(s).")]) -> None:
     """Print the outcome of each request (exit 3 when any is still pending)."""
-    from producers.client import CancelProducer
-
-    settings = _settings()
-    producer = CancelProducer.from_url(
-        _require_redis(settings), queue=settings.queue, key_prefix=settings.key_prefix
-    )
+    producer = _producer(_settings())
     outcomes = producer.outcomes(request_ids)
     for rid in request_ids:
         found = outcomes.get(rid)

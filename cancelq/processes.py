@@ -7,7 +7,6 @@ Its log goes to a file, which tests scan for secrets.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from cancelq.proc import end_process, kill_process
 from worker.observability import read_heartbeat
 
 
@@ -91,24 +91,14 @@ class ServiceProcess:
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM (warm shutdown), then SIGKILL after ``timeout_s``; returns the exit code."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return process.wait()
+        return end_process(self.process, signal.SIGTERM, timeout_s, group=True)
 
     def kill(self) -> None:
         """SIGKILL the worker and everything it started (its process group)."""
-        process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if self.process is not None:
+            kill_process(self.process, group=True)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -7,7 +7,7 @@ explicitly; nothing reads the environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,7 @@ from cancelq.contract import KILL_QUEUE, QUEUE
 from cancelq.errors import ConfigError
 
 TESTNET_URL = "https://api-testnet.bybit.com"
+S = TypeVar("S", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -98,13 +99,19 @@ class Settings(BaseSettings):
     """How often the worker refreshes the heartbeat and samples queue depth (seconds)."""
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment (and overrides); ConfigError when invalid."""
+    return build_settings(Settings, **overrides)
+
+
+def build_settings(model: type[S], **overrides: Any) -> S:
+    """Build any ``CANCELQ_*`` settings class; ConfigError names each bad variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return model(**overrides)
     except ValidationError as exc:
+        prefix = model.model_config.get("env_prefix", "")
         problems = [
-            f"CANCELQ_{str(e['loc'][0]).upper()}: {e['msg']}"
+            f"{prefix}{str(e['loc'][0]).upper()}: {e['msg']}"
             for e in exc.errors(include_input=False)
         ]
-        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+        raise ConfigError(f"invalid settings: {'; '.join(problems)}") from None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cancelq.errors import ConfigError
+from cancelq.settings import build_settings
 
 
 def _default_replica_id() -> str:
@@ -56,12 +57,5 @@ class ConfirmerConfig(BaseSettings):
     """Reconnect backoff: exponential with full jitter between these bounds (seconds)."""
 
 
-def load_confirmer_config(**overrides: object) -> ConfirmerConfig:
-    try:
-        return ConfirmerConfig(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = [
-            f"CANCELQ_CONFIRMER_{str(e['loc'][0]).upper()}: {e['msg']}"
-            for e in exc.errors(include_input=False)
-        ]
-        raise ConfigError("invalid confirmer settings: " + "; ".join(problems)) from None
+def load_confirmer_config(**overrides: Any) -> ConfirmerConfig:
+    return build_settings(ConfirmerConfig, **overrides)

@@ -50,23 +50,20 @@ class PipelineProvider:
 
 
 def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
-    @app.task(name=TASK_NAME, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
-    def cancel_order(self: Task, *args: Any, **fields: Any) -> None:
-        pipeline = provider()
-        task_id = str(self.request.id)
-        if args:
-            pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
-            return
-        _guarded(self, pipeline, lambda: pipeline.handle(fields, task_id))
+    """The public tasks take keyword arguments only; the internal one takes what dispatch sent."""
 
-    @app.task(name=KILL_TASK_NAME, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
-    def kill(self: Task, *args: Any, **fields: Any) -> None:
-        pipeline = provider()
-        task_id = str(self.request.id)
-        if args:
-            pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
-            return
-        _guarded(self, pipeline, lambda: pipeline.kill(fields, task_id))
+    def public(name: str, run: Callable[[CancelPipeline, dict[str, Any], str], None]) -> None:
+        @app.task(name=name, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
+        def task(self: Task, *args: Any, **fields: Any) -> None:
+            pipeline = provider()
+            task_id = str(self.request.id)
+            if args:
+                pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
+                return
+            _guarded(self, pipeline, lambda: run(pipeline, fields, task_id))
+
+    public(TASK_NAME, CancelPipeline.handle)
+    public(KILL_TASK_NAME, CancelPipeline.kill)
 
     @app.task(name=SUBMIT_TASK, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
     def submit(self: Task, lane: str = "", items: list[Any] | None = None) -> None:
