@@ -7,7 +7,7 @@ order stream (or polling ``/v5/order/realtime``), can resolve it. The confirmer 
 :class:`ConfirmationRecord` per request, readable like an outcome (:class:`ConfirmationReader`).
 
 The confirmer's own keys (account leases, the short memory of orders' final states, the fallback
-rate bucket) are built by :class:`ConfirmKeys`, under the same prefix.
+rate bucket) are built by :class:`~cancelq.keys.Keys` too, under the same prefix.
 """
 
 from __future__ import annotations
@@ -91,26 +91,6 @@ def expect(
     pipe.sadd(watch, request_id)
     pipe.expire(watch, ttl_s)
     pipe.zadd(keys.confirm_pending(), {request_id: deadline_ms})
-
-
-@dataclass(frozen=True)
-class ConfirmKeys:
-    """The confirmer's own Redis keys (beside :class:`Keys`' pending/watch/confirmation)."""
-
-    keys: Keys
-
-    def lease(self, account: str) -> str:
-        """Owner of an account's stream (string: replica id, with a PX expiry)."""
-        return f"{self.keys.prefix}:confirm:lease:{account}"
-
-    def final(self, account: str, order_id: str) -> str:
-        """An order's final state seen on the stream (JSON, short TTL): covers a confirmation
-        registered after the stream message arrived."""
-        return f"{self.keys.prefix}:confirm:final:{account}:{order_id}"
-
-    def fallback_bucket(self, account: str) -> str:
-        """Token bucket of the REST fallback (hash: tokens, at)."""
-        return f"{self.keys.prefix}:confirm:bucket:{account}"
 
 
 class ConfirmationReader:

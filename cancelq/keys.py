@@ -57,6 +57,19 @@ class Keys:
         """JSON of a request's confirmation (string, with TTL)."""
         return f"{self.prefix}:confirmation:{request_id}"
 
+    def confirm_lease(self, account: str) -> str:
+        """Owner of an account's private stream (string: confirmer replica id, PX expiry)."""
+        return f"{self.prefix}:confirm:lease:{account}"
+
+    def confirm_final(self, account: str, order_id: str) -> str:
+        """An order's final state seen on the stream (JSON, short TTL): covers a confirmation
+        registered after the stream message arrived."""
+        return f"{self.prefix}:confirm:final:{account}:{order_id}"
+
+    def confirm_bucket(self, account: str) -> str:
+        """Token bucket of the confirmer's REST fallback (hash: tokens, at)."""
+        return f"{self.prefix}:confirm:bucket:{account}"
+
     @property
     def unacked(self) -> str:
         """Kombu's hash of messages delivered to a worker and not acknowledged yet."""

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import redis
 
-from cancelq.confirmations import ConfirmKeys, result_for
+from cancelq.confirmations import result_for
 from cancelq.errors import CancelqError, ExchangeError, StoreError
+from cancelq.keys import Keys
 from confirmer.metrics import ConfirmerMetrics, safely
 from confirmer.store import FinalState
 from worker.bybit_client import REALTIME, BybitClient, Credentials
@@ -38,9 +39,7 @@ class Budget:
 class FallbackBudget:
     """Per-account token bucket in Redis: ``take(account)`` is True when a check may be sent."""
 
-    def __init__(
-        self, client: redis.Redis, keys: ConfirmKeys, budgets: Mapping[str, Budget]
-    ) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, budgets: Mapping[str, Budget]) -> None:
         self._keys = keys
         self._budgets = dict(budgets)
         self._script = client.register_script((_HERE / "bucket.lua").read_text())
@@ -51,7 +50,7 @@ class FallbackBudget:
             return False
         try:
             taken = self._script(
-                keys=[self._keys.fallback_bucket(account)], args=[budget.per_s, budget.capacity]
+                keys=[self._keys.confirm_bucket(account)], args=[budget.per_s, budget.capacity]
             )
         except redis.RedisError as exc:
             raise StoreError(f"fallback budget of {account}: {exc}") from exc

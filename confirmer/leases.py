@@ -11,17 +11,15 @@ from pathlib import Path
 
 import redis
 
-from cancelq.confirmations import ConfirmKeys
 from cancelq.errors import StoreError
+from cancelq.keys import Keys
 
 _HERE = Path(__file__).parent
 TAKEN, RENEWED = 2, 1
 
 
 class LeaseStore:
-    def __init__(
-        self, client: redis.Redis, keys: ConfirmKeys, replica_id: str, ttl_s: float
-    ) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, replica_id: str, ttl_s: float) -> None:
         self._redis = client
         self._keys = keys
         self.replica_id = replica_id
@@ -33,20 +31,22 @@ class LeaseStore:
         """Take or renew: ``TAKEN`` (2), ``RENEWED`` (1) or 0 (someone else owns it)."""
         try:
             return int(
-                self._take(keys=[self._keys.lease(account)], args=[self.replica_id, self._ttl_ms])
+                self._take(
+                    keys=[self._keys.confirm_lease(account)], args=[self.replica_id, self._ttl_ms]
+                )
             )
         except redis.RedisError as exc:
             raise StoreError(f"lease of {account}: {exc}") from exc
 
     def release(self, account: str) -> None:
         try:
-            self._release(keys=[self._keys.lease(account)], args=[self.replica_id])
+            self._release(keys=[self._keys.confirm_lease(account)], args=[self.replica_id])
         except redis.RedisError as exc:
             raise StoreError(f"lease release of {account}: {exc}") from exc
 
     def owner(self, account: str) -> str | None:
         try:
-            value = self._redis.get(self._keys.lease(account))
+            value = self._redis.get(self._keys.confirm_lease(account))
         except redis.RedisError as exc:
             raise StoreError(f"lease of {account}: {exc}") from exc
         if value is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from cancelq.accounts import Account
-from cancelq.confirmations import ConfirmKeys, now_ms
+from cancelq.confirmations import now_ms
 from cancelq.errors import CancelqError
 from cancelq.keys import Keys
 from cancelq.settings import Settings
@@ -60,14 +60,12 @@ class Confirmer:
             confirmation_ttl_s=settings.outcome_ttl_s,
             final_ttl_s=config.final_ttl_s,
         )
-        self.leases = LeaseStore(
-            parts.redis, ConfirmKeys(keys), config.replica_id, config.lease_ttl_s
-        )
+        self.leases = LeaseStore(parts.redis, keys, config.replica_id, config.lease_ttl_s)
         self.resolver = Resolver(store, parts.metrics)
         self.sink = StreamSink(self.resolver, parts.metrics)
         self.fallbacks = FallbackWorker(
             _checker(settings, parts.accounts),
-            _budget(parts.redis, ConfirmKeys(keys), parts.accounts, config),
+            _budget(parts.redis, keys, parts.accounts, config),
             self.resolver.settle,
             parts.metrics,
         )
@@ -173,7 +171,7 @@ def _checker(settings: Settings, accounts: Mapping[str, Account]) -> RestChecker
 
 def _budget(
     client: redis.Redis,
-    keys: ConfirmKeys,
+    keys: Keys,
     accounts: Mapping[str, Account],
     config: ConfirmerConfig,
 ) -> FallbackBudget:

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from cancelq.confirmations import ConfirmationRecord, ConfirmKeys
+from cancelq.confirmations import ConfirmationRecord
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, parse_outcome
@@ -51,7 +51,6 @@ class ConfirmationStore:
     ) -> None:
         self._redis = client
         self.keys = keys
-        self.ckeys = ConfirmKeys(keys)
         self._confirmation_ttl_s = confirmation_ttl_s
         self._final_ttl_s = final_ttl_s
 
@@ -59,7 +58,11 @@ class ConfirmationStore:
         """Record the final state, then return the request ids waiting for it."""
         try:
             with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(self.ckeys.final(account, order_id), state.to_json(), ex=self._final_ttl_s)
+                pipe.set(
+                    self.keys.confirm_final(account, order_id),
+                    state.to_json(),
+                    ex=self._final_ttl_s,
+                )
                 pipe.smembers(self.keys.confirm_watch(account, order_id))
                 _, members = pipe.execute()
         except redis.RedisError as exc:
@@ -70,7 +73,9 @@ class ConfirmationStore:
         """Known final states of these (account, orderId) pairs."""
         if not pairs:
             return {}
-        raw = self._call(lambda: self._redis.mget([self.ckeys.final(a, o) for a, o in pairs]))
+        raw = self._call(
+            lambda: self._redis.mget([self.keys.confirm_final(a, o) for a, o in pairs])
+        )
         found: dict[tuple[str, str], FinalState] = {}
         for pair, value in zip(pairs, raw, strict=True):
             state = FinalState.parse(_text(value)) if value else None

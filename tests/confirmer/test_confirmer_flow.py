@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cancelq.confirmations import Confirmation, ConfirmKeys, read_summary
+from cancelq.confirmations import Confirmation, read_summary
 from cancelq.keys import Keys
 from cancelq.outcomes import Status
 from tests.confirmer.conftest import Confirmers
@@ -92,7 +92,7 @@ def test_a_killed_replica_is_taken_over_and_nothing_is_missed(
     first = confirmers.start("c1")
     _streams_up(stack)
     confirmers.start("c2")
-    lease = ConfirmKeys(Keys()).lease("main")
+    lease = Keys().confirm_lease("main")
     assert stack.redis.get(lease) == "c1"
     first.kill()  # SIGKILL: no release, the lease must expire
     orders = [("main", stack.place()) for _ in range(6)]

@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 from cancelq.confirmations import (
     Confirmation,
     ConfirmationRecord,
-    ConfirmKeys,
     expect,
     result_for,
     summarize,
@@ -196,7 +195,7 @@ def test_a_replica_not_owning_the_account_leaves_it_alone(client: redis.Redis) -
 
 @pytest.mark.timeout(10)
 def test_lease_one_owner_renewal_and_takeover(client: redis.Redis) -> None:
-    keys = ConfirmKeys(KEYS)
+    keys = KEYS
     a = LeaseStore(client, keys, "a", ttl_s=0.3)
     b = LeaseStore(client, keys, "b", ttl_s=0.3)
     assert a.hold("main") == TAKEN
@@ -213,7 +212,7 @@ def test_lease_one_owner_renewal_and_takeover(client: redis.Redis) -> None:
 
 @pytest.mark.timeout(10)
 def test_fallback_budget_is_a_token_bucket(client: redis.Redis) -> None:
-    budget = FallbackBudget(client, ConfirmKeys(KEYS), {"main": Budget(per_s=5, capacity=2)})
+    budget = FallbackBudget(client, KEYS, {"main": Budget(per_s=5, capacity=2)})
     assert [budget.take("main") for _ in range(3)] == [True, True, False]
     time.sleep(0.25)
     assert budget.take("main") is True
