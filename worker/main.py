@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from celery import Celery
@@ -18,6 +19,8 @@ from worker.pipeline import CancelPipeline
 from worker.ratelimit.dispatcher import Dispatcher
 from worker.runtime import build_runtime
 from worker.task import PipelineProvider, register_tasks
+
+log = logging.getLogger(__name__)
 
 #: Measured (README, "Choosing the pool"): threads beat prefork for an I/O-bound cancel.
 DEFAULT_POOL = ("--pool", "threads", "--concurrency", "8")
@@ -57,8 +60,27 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     return app, provider
 
 
+def chosen_pool(celery_args: Sequence[str]) -> str:
+    """The pool a ``celery worker`` command line ends up with (the last option wins)."""
+    pool = DEFAULT_POOL[1]
+    args = list(celery_args)
+    for i, arg in enumerate(args):
+        if arg in ("--pool", "-P") and i + 1 < len(args):
+            pool = args[i + 1]
+        elif arg.startswith("--pool="):
+            pool = arg.split("=", 1)[1]
+    return pool
+
+
 def run_worker(settings: Settings, celery_args: Sequence[str]) -> None:
     app, _ = build_worker(settings)
+    pool = chosen_pool(celery_args)
+    if pool not in ("threads", "solo"):
+        log.warning(
+            "pool %s: tasks run in child processes whose metrics this pod's /metrics does not "
+            "show (cancelq's metrics are exact under the threads pool, its default)",
+            pool,
+        )
     argv = [
         "worker",
         "--queues",
