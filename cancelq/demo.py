@@ -58,6 +58,14 @@ class Plan:
 
 
 def run_demo(settings: Settings, *, orders: int = 300, workers: int = 2, seed: int = 1) -> int:
+    try:
+        return _run(settings, orders=orders, workers=workers, seed=seed)
+    except KeyboardInterrupt:  # everything started was stopped on the way out
+        console.print("interrupted: stopped the workers, the confirmer, the simulator and Redis")
+        return 130
+
+
+def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
     rng = random.Random(seed)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cancelq-demo-") as tmp:
         workdir = Path(tmp)

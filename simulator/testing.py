@@ -105,7 +105,10 @@ class SimulatorProcess:
     def start(self) -> Self:
         fd, self._stderr_path = tempfile.mkstemp(prefix="simulator-", suffix=".stderr")
         try:
-            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=fd, env=self.env)
+            # its own session: a Ctrl-C meant for the parent must not kill it under the parent
+            self.proc = subprocess.Popen(
+                self.args, stdout=subprocess.PIPE, stderr=fd, env=self.env, start_new_session=True
+            )
         finally:
             os.close(fd)
         try:
