@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import secrets
+import signal
 import statistics
 import tempfile
 import time
@@ -58,11 +59,16 @@ class Plan:
 
 
 def run_demo(settings: Settings, *, orders: int = 300, workers: int = 2, seed: int = 1) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is a Ctrl-C
     try:
         return _run(settings, orders=orders, workers=workers, seed=seed)
     except KeyboardInterrupt:  # everything started was stopped on the way out
         console.print("interrupted: stopped the workers, the confirmer, the simulator and Redis")
         return 130
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
