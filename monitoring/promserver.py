@@ -17,9 +17,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,15 @@ JOB = "cancelq-worker"
 
 class PrometheusError(RuntimeError):
     """Prometheus could not be started, did not scrape, or refused a query."""
+
+
+@dataclass(frozen=True)
+class ScrapeJob:
+    """One more scrape job: its name, its targets (host:port), labels added to every series."""
+
+    name: str
+    targets: Sequence[str]
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,19 +57,23 @@ def running_prometheus(
     targets: Sequence[str],
     *,
     job: str = JOB,
+    labels: Mapping[str, str] | None = None,
+    extra_jobs: Sequence[ScrapeJob] = (),
     scrape_interval_s: float = 1.0,
     rule_files: Sequence[Path] = (),
     binary: str = "prometheus",
     start_timeout_s: float = 20.0,
 ) -> Iterator[Prometheus]:
-    """Start Prometheus on 127.0.0.1 scraping ``targets`` (host:port) as ``job``; stop it after."""
+    """Start Prometheus on 127.0.0.1 scraping ``targets`` (host:port) as ``job`` (with
+    ``labels``), and every one of ``extra_jobs``; stop it after."""
     executable = shutil.which(binary)
     if executable is None:
         raise PrometheusError(f"{binary!r} not found on PATH (Debian package: prometheus)")
     with tempfile.TemporaryDirectory(prefix="cancelq-prom-") as tmp:
         workdir = Path(tmp)
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(_config(targets, job, scrape_interval_s, rule_files)))
+        jobs = [ScrapeJob(job, targets, labels or {}), *extra_jobs]
+        config.write_text(yaml.safe_dump(_config(jobs, scrape_interval_s, rule_files)))
         port = _free_port()
         log_file = workdir / "prometheus.log"
         with log_file.open("wb") as log:
@@ -89,8 +102,7 @@ def running_prometheus(
 
 
 def _config(
-    targets: Sequence[str],
-    job: str,
+    jobs: Sequence[ScrapeJob],
     interval_s: float,
     rule_files: Sequence[Path],
 ) -> dict[str, Any]:
@@ -99,7 +111,16 @@ def _config(
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": list(targets)}]},
+            {
+                "job_name": job.name,
+                "static_configs": [
+                    {
+                        "targets": list(job.targets),
+                        **({"labels": dict(job.labels)} if job.labels else {}),
+                    }
+                ],
+            }
+            for job in jobs
         ],
     }
 
@@ -144,6 +165,47 @@ def wait_for_scrapes(
         time.sleep(0.25)
     targets = _get(base_url, "/api/v1/targets", {})
     raise PrometheusError(f"targets not scraped {scrapes} times in {timeout_s} s: {targets}")
+
+
+def wait_for_scrapes_after(
+    base_url: str,
+    n_targets: int,
+    after: float,
+    *,
+    timeout_s: float = 30.0,
+) -> None:
+    """Wait until ``n_targets`` targets have been scraped successfully after the Unix time
+    ``after`` (so what happened before ``after`` is in Prometheus)."""
+    # timestamp() of a plain selector is the scrape's time; of any other expression (`up == 1`)
+    # it would be the evaluation time, which passes ``after`` without any new scrape.
+    expr = f"timestamp(up) > {after:.3f} and up == 1"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(query(base_url, expr)) >= n_targets:
+            return
+        time.sleep(0.25)
+    raise PrometheusError(f"{n_targets} targets not all scraped after {after} in {timeout_s} s")
+
+
+def wait_for(base_url: str, expr: str, *, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Wait until ``expr`` returns at least one series; return them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = query(base_url, expr)
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise PrometheusError(f"no result for {expr!r} in {timeout_s} s")
+        time.sleep(0.25)
+
+
+def scraped_metric_names(base_url: str, jobs: Sequence[str]) -> set[str]:
+    """Every metric name the targets of ``jobs`` exposed (``up`` and ``scrape_*`` are
+    Prometheus' own, not the targets')."""
+    selector = "|".join(jobs)
+    series = query(base_url, f'group by (__name__) ({{job=~"{selector}"}})')
+    names = {str(s["metric"]["__name__"]) for s in series}
+    return {n for n in names if n != "up" and not n.startswith("scrape_")}
 
 
 def query(base_url: str, expr: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import argparse
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: files only
 
-import matplotlib.pyplot as plt  # after matplotlib.use()
+import matplotlib.dates as mdates  # after matplotlib.use()
+import matplotlib.pyplot as plt
 import numpy as np
 
 from monitoring.promserver import query_range
@@ -30,6 +31,7 @@ from monitoring.queries import DASHBOARDS_DIR, GRAFANA_DEFAULTS, to_promql
 
 DEFAULT_DASHBOARD = DASHBOARDS_DIR / "cancelq.json"
 _LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_UNITS = {"s": "seconds", "reqps": "per second", "percentunit": "ratio", "short": "", "none": ""}
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,10 @@ def render_panels(
     step_s: float | None = None,
     end: float | None = None,
     variables: Mapping[str, str] = GRAFANA_DEFAULTS,
+    titles: Sequence[str] | None = None,
 ) -> list[RenderedPanel]:
-    """Render every time-series panel of ``dashboard`` over the last ``window_s`` seconds."""
+    """Render every time-series panel of ``dashboard`` (or those titled ``titles``, in that
+    order) over the ``window_s`` seconds up to ``end`` (default: now)."""
     base_url = prometheus_url.rstrip("/")
     end = time.time() if end is None else end
     step = step_s if step_s is not None else max(window_s / 300, 1.0)
@@ -57,6 +61,12 @@ def render_panels(
     panels = [
         p for p in _all_panels(json.loads(dashboard.read_text())) if p["type"] == "timeseries"
     ]
+    if titles is not None:
+        by_title = {p["title"]: p for p in panels}
+        unknown = [t for t in titles if t not in by_title]
+        if unknown:
+            raise ValueError(f"no time-series panel titled {unknown} in {dashboard.name}")
+        panels = [by_title[t] for t in titles]
     rendered = []
     for panel in panels:
         path = out_dir / f"{_slug(panel['title'])}.png"
@@ -103,15 +113,28 @@ def _render(
 
 
 def _decorate(ax: Any, panel: dict[str, Any], lines: int) -> None:
-    unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
-    ax.set_title(panel["title"])
-    ax.set_ylabel({"s": "seconds", "reqps": "per second", "percentunit": "ratio"}.get(unit, ""))
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    unit = defaults.get("unit", "")
+    ax.set_title(panel["title"], fontsize="large", fontweight="bold")
+    ax.set_ylabel(_UNITS.get(unit, unit))
     ax.set_xlabel("time (UTC)")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))  # type: ignore[no-untyped-call]
+    _scale(ax, defaults.get("custom", {}).get("scaleDistribution", {}))
     ax.grid(visible=True, alpha=0.3)
-    if lines:
-        ax.legend(loc="upper left", fontsize="small")
+    if lines:  # beside the plot, never over the lines
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     else:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")
+
+
+def _scale(ax: Any, distribution: Mapping[str, Any]) -> None:
+    """Grafana's axis scale: linear, log, or symlog (linear near 0, for series with zeros)."""
+    kind = distribution.get("type", "linear")
+    base = distribution.get("log", 10)
+    if kind == "log":
+        ax.set_yscale("log", base=base)
+    elif kind == "symlog":
+        ax.set_yscale("symlog", base=base, linthresh=distribution.get("linearThreshold", 1))
 
 
 def _legend(fmt: str, labels: Mapping[str, str]) -> str:

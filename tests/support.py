@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cancelq.embedded_redis import RedisServer, free_port
-from cancelq.processes import WorkerProcess
+from cancelq.processes import ConfirmerProcess, WorkerProcess
 from producers.client import CancelProducer
 from simulator.testing import SimulatorProcess
 
@@ -166,3 +166,27 @@ def scan_redis(client: redis.Redis) -> Iterator[tuple[str, str]]:
 
 def without(mapping: Mapping[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in names}
+
+
+def start_confirmer(stack: Stack, **env: str) -> ConfirmerProcess:
+    """A ``cancelq confirmer`` on the stack's Redis, simulator (REST and private stream) and
+    accounts, its /metrics on a free loopback port; the caller stops it."""
+    confirmer = ConfirmerProcess(
+        {
+            "CANCELQ_REDIS_URL": stack.redis_server.url,
+            "CANCELQ_BYBIT_BASE_URL": stack.sim.base_url,
+            "CANCELQ_BYBIT_WS_URL": stack.sim.ws_url,
+            "CANCELQ_ACCOUNTS_FILE": str(stack.accounts_file),
+            "CANCELQ_CONFIRMER_METRICS_PORT": str(free_port()),
+            "CANCELQ_METRICS_HOST": "127.0.0.1",
+            "CANCELQ_HEALTH_FILE": str(stack.workdir / "confirmer.health"),
+            "CANCELQ_LOG_FORMAT": "json",
+            **env,
+        },
+        stack.workdir / "confirmer.log",
+    )
+    try:
+        return confirmer.start()
+    except BaseException:
+        confirmer.kill()  # not ready: nothing left running
+        raise

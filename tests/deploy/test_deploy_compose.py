@@ -157,6 +157,25 @@ def test_prometheus_discovers_every_worker_replica_by_dns() -> None:
 
 
 @pytest.mark.timeout(10)
+def test_prometheus_discovers_every_confirmer_replica_by_dns() -> None:
+    config = yaml.safe_load((REPO_ROOT / "monitoring/prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "cancelq-confirmer"]
+    (dns,) = job["dns_sd_configs"]
+    assert dns["names"] == ["confirmer"]
+    assert dns["type"] == "A"
+    env = SERVICES["confirmer"]["environment"]
+    assert str(dns["port"]) == env["CANCELQ_CONFIRMER_METRICS_PORT"] == "9809"
+
+
+@pytest.mark.timeout(10)
+def test_scraped_services_serve_metrics_beyond_their_loopback() -> None:
+    """The settings default to 127.0.0.1, which Prometheus' container cannot reach."""
+    for service in ("worker", "confirmer"):
+        env = SERVICES[service]["environment"]
+        assert env["CANCELQ_METRICS_HOST"] == "0.0.0.0", service  # noqa: S104 (container)
+
+
+@pytest.mark.timeout(10)
 def test_grafana_provisions_the_datasource_and_dashboards() -> None:
     mounts = _bind_mounts("grafana")
     provisioning = REPO_ROOT / "monitoring/grafana/provisioning"

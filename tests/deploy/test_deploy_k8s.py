@@ -131,6 +131,8 @@ def test_config_and_env_cover_the_worker_settings() -> None:
     assert "mainnet" not in CONFIG["CANCELQ_BYBIT_BASE_URL"]
     ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
     assert ports["metrics"] == int(CONFIG["CANCELQ_METRICS_PORT"])
+    # settings default to loopback: Prometheus could not scrape the pod
+    assert CONFIG["CANCELQ_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 (in its pod)
 
 
 @pytest.mark.timeout(10)

@@ -2,8 +2,8 @@
 
 This proves the harness (``monitoring.promserver``) and the queries against
 ``worker.metrics.Metrics`` as defined, served by ``monitoring.sample_exporter`` with sample
-values; it does not run a worker. The demo-load version (real workers, real simulator traffic)
-reuses the same harness once the demo exists.
+values; it does not run a worker. The demo-load version (real workers, a real confirmer, real
+simulator traffic) is ``test_monitoring_demo_load.py``.
 """
 
 from __future__ import annotations
