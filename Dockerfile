@@ -30,6 +30,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CANCELQ_METRICS_PORT=9808 \
+    CANCELQ_METRICS_HOST=0.0.0.0 \
     CANCELQ_LOG_FORMAT=json
 WORKDIR /home/cancelq
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.

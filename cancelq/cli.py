@@ -212,7 +212,7 @@ def health(
     max_age_s: Annotated[float | None, typer.Option(help="Default: 3 heartbeats.")] = None,
 ) -> None:
     """Exit 0 while this pod's worker is alive (fresh heartbeat), 1 otherwise."""
-    from worker.observability import read_heartbeat
+    from cancelq.heartbeat import read_heartbeat
 
     settings = _settings()
     beat = read_heartbeat(settings.health_file)

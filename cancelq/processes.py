@@ -17,8 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from cancelq.heartbeat import read_heartbeat
 from cancelq.proc import end_process, kill_process
-from worker.observability import read_heartbeat
 
 
 class ServiceProcess:
@@ -56,7 +56,11 @@ class ServiceProcess:
             start_new_session=True,
         )
         log.close()
-        self._wait_ready(timeout_s)
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.kill()  # never leave a half-started service behind
+            raise
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:

@@ -20,6 +20,7 @@ import redis
 from cancelq.accounts import Account
 from cancelq.confirmations import now_ms
 from cancelq.errors import CancelqError
+from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from cancelq.settings import Settings
 from confirmer.config import ConfirmerConfig
@@ -187,6 +188,6 @@ def _beat(health_file: Path | None) -> None:
     if health_file is None:
         return
     try:
-        health_file.write_text(f"{time.time():.3f} ready\n", encoding="utf-8")
+        write_heartbeat(health_file, ready=True)
     except OSError:
         log.warning("cannot write heartbeat file %s", health_file)

@@ -185,8 +185,4 @@ def start_confirmer(stack: Stack, **env: str) -> ConfirmerProcess:
         },
         stack.workdir / "confirmer.log",
     )
-    try:
-        return confirmer.start()
-    except BaseException:
-        confirmer.kill()  # not ready: nothing left running
-        raise
+    return confirmer.start()  # a service that is not ready is killed by start()

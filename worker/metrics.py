@@ -11,7 +11,7 @@ Updating a metric must never fail a cancel: the pipeline calls these through :fu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -151,6 +151,30 @@ class Metrics:
             ["account", "category"],
             registry=r,
         )
+
+    def prime(
+        self,
+        accounts: Iterable[str],
+        *,
+        statuses: Iterable[str],
+        retry_reasons: Iterable[str],
+        categories: Iterable[str],
+        endpoints: Iterable[str],
+    ) -> None:
+        """Create every bounded label series at 0, so rate() and increase() see the first event
+        (a counter that appears with 1 is invisible to them)."""
+        categories = list(categories)
+        for account in accounts:
+            for status in statuses:
+                self.outcomes.labels(account, status)
+            for reason in retry_reasons:
+                self.retries.labels(account, reason)
+            for category in [*categories, "all"]:
+                self.kills.labels(account, category)
+            for category in categories:
+                for endpoint in endpoints:
+                    self.exchange_responses.labels(account, category, endpoint, "0")
+            self.dedup_hits.labels(account)
 
 
 P = ParamSpec("P")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from celery import bootsteps
 from prometheus_client import start_http_server
 
 from cancelq.errors import StoreError
+from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from worker.metrics import Metrics, safely
 from worker.ratelimit.dispatcher import Dispatcher
@@ -77,9 +77,8 @@ class Observer:
         self.beat()
 
     def beat(self) -> None:
-        state = "ready" if self.ready else "starting"
         try:
-            self._health_file.write_text(f"{time.time():.3f} {state}\n", encoding="utf-8")
+            write_heartbeat(self._health_file, ready=self.ready)
         except OSError:
             log.warning("cannot write heartbeat file %s", self._health_file, exc_info=True)
         try:
@@ -95,15 +94,6 @@ class Observer:
         safely(gauge.labels("cancelq").set, waiting)
         safely(gauge.labels("unacked").set, unacked)
         safely(gauge.labels("deferred").set, deferred)
-
-
-def read_heartbeat(health_file: Path) -> tuple[float, bool] | None:
-    """(seconds since the worker's last heartbeat, ready?), or None when there is none."""
-    try:
-        stamp, state = health_file.read_text(encoding="utf-8").split()
-        return time.time() - float(stamp), state == "ready"
-    except (OSError, ValueError):
-        return None
 
 
 def observer_step(observer: Observer, dispatcher: Dispatcher) -> type[bootsteps.StartStopStep]:
