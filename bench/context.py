@@ -1,0 +1,93 @@
+"""What every scenario gets: the stack, the run's sizes, the results, the keys, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.measure import Results
+from bench.stack import Key, Stack, make_keys
+
+#: Celery pool used wherever systems are compared (issue 7): the reference numbers' pool.
+COMPARE_POOL = ("--pool", "prefork", "--concurrency", "2")
+COMPARE_PROCESSES = 2
+#: cancelq's default pool; used by the rate-limit scenarios for cancelq and its baselines.
+THREADS_POOL = ("--pool", "threads", "--concurrency", "8")
+FREE_RATE = 100_000.0  # an account limit that never binds
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each scenario does; ``quick`` is scaled down (and says so in the report)."""
+
+    name: str
+    repeats: int
+    never_over_n: int
+    pads: tuple[int, ...]
+    hol_hot: int
+    hol_cold_s: float
+    batch_n: int
+    many_total: int
+    many_keys: tuple[int, ...]
+    throughput_n: int
+    latency_s: float
+    memory_counts: tuple[int, int]
+    pool_throughput_n: int
+    pool_latency_s: float
+
+
+QUICK = Sizes(
+    "quick", 1, 200, (30,), 5000, 5.0, 100, 1500, (10, 1000), 1500, 4.0, (2000, 10000), 400, 3.0
+)
+FULL = Sizes(
+    "full",
+    3,
+    2000,
+    (0, 10, 30, 60),
+    5000,
+    30.0,
+    1000,
+    6000,
+    (10, 100, 1000),
+    5000,
+    20.0,
+    (10_000, 200_000),
+    2000,
+    10.0,
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    limited: dict[str, Key]  # 20/s keys of the rate-limit scenarios
+    free: Key  # never-binding key of the system comparisons
+    many: list[Key]  # 1,000 never-binding keys
+
+    def all(self) -> list[Key]:
+        return [*self.limited.values(), self.free, *self.many]
+
+
+def make_bench_keys(many: int = 1000) -> Keys:
+    names = ("never", "celeryrl", "hot", "cold", "sleephot", "sleepcold", "items", "requests")
+    limited = {
+        name: Key(
+            name,
+            f"LIM{i:04d}{name.upper()}",
+            f"lim-secret-{name}",
+            7000 + i,
+            20.0,
+            name != "requests",
+        )
+        for i, name in enumerate(names)
+    }
+    free = make_keys("free", 1, 8000, rate_limit_per_s=FREE_RATE)[0]
+    return Keys(limited, free, make_keys("m", many, 10000, rate_limit_per_s=FREE_RATE))
+
+
+@dataclass
+class Context:
+    stack: Stack
+    sizes: Sizes
+    results: Results
+    keys: Keys
+    say: Callable[[str], None]

@@ -1,0 +1,1 @@
+"""Scenarios: one module each; ``run(ctx)`` adds its figures to ``ctx.results``."""
