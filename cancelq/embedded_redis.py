@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +41,15 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS-only server: the CA clients verify against, the server's pair."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
 class RedisServer:
     """One redis-server process on 127.0.0.1; start, stop, kill and restart on the same port."""
 
@@ -50,8 +60,10 @@ class RedisServer:
         appendonly: bool = False,
         data_dir: Path | None = None,
         password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.tls = tls  # set: TLS only on ``port`` (no plain-text port), ``rediss://`` URL
         self.appendonly = appendonly
         self.password = password
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="cancelq-redis-")
@@ -61,6 +73,9 @@ class RedisServer:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls is not None:
+            query = f"ssl_cert_reqs=required&ssl_ca_certs={self.tls.ca_cert}"
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?{query}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
@@ -87,6 +102,20 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls is not None:
+            args[args.index("--port") + 1] = "0"
+            args += [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca_cert),
+                "--tls-auth-clients",
+                "no",
+            ]
         # its own session: a Ctrl-C meant for the parent must not kill Redis under it
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True

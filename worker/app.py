@@ -43,6 +43,11 @@ def create_app(settings: Settings) -> Celery:
             # cancelq schedules (<= backoff_max_s) and any request's HTTP timeouts, so a
             # waiting retry is never re-delivered while its worker is alive.
             "visibility_timeout": settings.visibility_timeout_s,
+            # kombu sweeps for such messages only every interval x throttle seconds (10 x 10 by
+            # default): a killed pod's cancels would wait ~100 s past the visibility timeout.
+            # Sweep every tenth of it (1..30 s), every time: one ZRANGE per sweep per worker.
+            "unacked_restore_interval": min(max(settings.visibility_timeout_s // 10, 1), 30),
+            "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "socket_connect_timeout": 5,
             "socket_timeout": 10,

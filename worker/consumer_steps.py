@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable, Mapping
 from queue import Empty
 from typing import Any, Final
 
+from celery.signals import worker_shutting_down
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import ContentDisallowed
 from kombu.transport import redis as kombu_redis
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 #: this is not read at all (a huge body must not cost the worker its memory).
 MAX_MESSAGE_BYTES: Final = 256 * 1024
 OUR_TASKS: Final = frozenset({TASK_NAME, SUBMIT_TASK})
+#: The fields Celery may log of a call (see :func:`_safe_reprs`).
+SHOWN_FIELDS: Final = ("account", "orderId", "orderLinkId", "requestId")
 #: How much of an oversized item a dead letter's preview is made from.
 PREVIEW_BYTES: Final = 4096
 
@@ -207,6 +212,14 @@ def _raw_text(raw: object) -> str | None:
         return None
 
 
+def _safe_reprs(headers: dict[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """What Celery logs of the call (``Task ... received/succeeded``, the ``data`` of a JSON log
+    line): the ids only, never what a producer put in the message (a stray secret field)."""
+    shown = {k: kwargs[k] for k in SHOWN_FIELDS if isinstance(kwargs.get(k), str)}
+    headers["argsrepr"] = "()"
+    headers["kwargsrepr"] = repr(shown)[:200]
+
+
 class Consumer(CeleryConsumer):  # type: ignore[misc]
     """Celery's consumer; every message it would drop is recorded first."""
 
@@ -271,7 +284,37 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
             return False
         problem = body_problem(payload)
         if problem is None:
+            _safe_reprs(headers, payload[1])
             return False
         self._dead(message, Reason.BAD_BODY, problem)
         self._drop(message)
         return True
+
+
+# -- shutdown: a hard deadline ----------------------------------------------------------------
+
+#: After the grace time, this long for Celery's own cold shutdown before the process ends.
+EXIT_MARGIN_S: Final = 2.0
+
+
+def install_grace_deadline(grace_s: float) -> None:
+    """SIGTERM: the process ends at the latest ``grace_s`` + :data:`EXIT_MARGIN_S` later.
+
+    Celery stops consuming and, after ``worker_soft_shutdown_timeout``, hands back what it can;
+    but a thread-pool task blocked in an exchange round trip cannot be interrupted, and the
+    interpreter waits for it at exit. Its message stays unacked in Redis and is re-delivered
+    after the visibility timeout (dedup makes the repeat harmless), so ending here loses nothing.
+    """
+
+    def arm(**_: Any) -> None:
+        timer = threading.Timer(grace_s + EXIT_MARGIN_S, _exit_now)
+        timer.daemon = True
+        timer.start()
+
+    worker_shutting_down.connect(arm, weak=False)
+
+
+def _exit_now() -> None:
+    log.warning("shutdown grace time over: exiting; unfinished requests return to the queue")
+    logging.shutdown()
+    os._exit(0)

@@ -9,10 +9,14 @@ from celery import Celery
 from celery.signals import worker_ready
 
 from cancelq.logs import configure_logging
+from cancelq.outcomes import Status
 from cancelq.settings import Settings
 from worker.app import create_app
 from worker.consumer_steps import install as install_dead_letters
-from worker.dead_letters import DeadLetters
+from worker.consumer_steps import install_grace_deadline
+from worker.dead_letters import DeadLetters, url_secrets
+from worker.decisions import NETWORK, RETRY_REASONS
+from worker.killswitch import CATEGORIES
 from worker.metrics import Metrics
 from worker.observability import Observer, observer_step
 from worker.pipeline import CancelPipeline
@@ -29,6 +33,11 @@ DEFAULT_POOL = ("--pool", "threads", "--concurrency", "8")
 def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     metrics = Metrics()
     runtime = build_runtime(settings, metrics)  # fail fast on a bad accounts file
+    metrics.prime(
+        runtime.accounts, statuses=[s.value for s in Status],
+        retry_reasons=[*RETRY_REASONS.values(), NETWORK, "not_found_recheck"],
+        categories=CATEGORIES, endpoints=("cancel", "cancel_batch", "cancel_all"),
+    )
     configure_logging(settings.log_format, settings.log_level, runtime.secrets)
     app = create_app(settings)
     provider = PipelineProvider(
@@ -40,10 +49,11 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
             runtime.redis,
             runtime.keys,
             metrics,
-            runtime.secrets,
+            [*runtime.secrets, *url_secrets(settings.redis_url)],
             reject=lambda request_id, why: provider().reject({}, request_id, why),
         )
     )
+    install_grace_deadline(settings.shutdown_grace_s)
     observer = Observer(
         metrics,
         runtime.redis,

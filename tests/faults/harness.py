@@ -1,0 +1,180 @@
+"""The fault tier's harness: a stack with load accounts, bulk orders, and the report every fault
+test prints and checks (N enqueued, N final, cancels the exchange saw per identity).
+
+Load runs against the simulator with very high limits (:data:`HIGH_LIMITS`) and an account
+whose own budget (``rate_limit_per_s``) is far above what two cores can send, so the figures
+measure delivery, not the 20/s budget of a default key. ``slow`` keeps a real 20/s budget:
+with it, most cancels are parked and only the dispatcher thread can send them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cancelq.embedded_redis import RedisServer
+from cancelq.outcomes import Outcome, Status
+from simulator.testing import SimulatorProcess
+from tests.support import Stack, scan_redis
+
+ACCOUNTS = {
+    # alias: (api key, secret, uid, rate_limit_per_s)
+    "load": ("LOADKEY0000000001", "load-secret-7c21e9f04b", 2001, 5000),
+    "slow": ("SLOWKEY0000000002", "slow-secret-3a88d1c62e", 2002, 20),
+}
+SECRETS = [secret for _, secret, _, _ in ACCOUNTS.values()]
+#: The simulator keeps limiting (and sending X-Bapi-Limit headers, which the worker obeys) but
+#: at limits two cores cannot reach. ``--no-rate-limits`` would still advertise Bybit's 10/s.
+HIGH_LIMITS = (
+    "--rate-limit",
+    "order/cancel=100000",
+    "--rate-limit",
+    "order/cancel-batch=100000",
+    "--ip-limit",
+    "10000000",
+)
+FINAL_OK = {Status.CANCELLED, Status.ALREADY_GONE}
+
+
+def write_accounts(directory: Path) -> Path:
+    path = directory / "accounts.toml"
+    tables = [
+        f'[accounts.{alias}]\nuid = {uid}\napi_key = "{key}"\napi_secret = "{secret}"\n'
+        f"rate_limit_per_s = {rate}\n"
+        for alias, (key, secret, uid, rate) in ACCOUNTS.items()
+    ]
+    path.write_text("\n".join(tables))
+    return path
+
+
+@contextlib.contextmanager
+def fault_stack(
+    workdir: Path,
+    *,
+    redis_server: RedisServer | None = None,
+    sim_args: Sequence[str] = HIGH_LIMITS,
+    extra_secrets: Sequence[str] = (),
+) -> Iterator[Stack]:
+    """A private Redis (or ``redis_server``), the simulator, no workers yet; all stopped after."""
+    accounts = write_accounts(workdir)
+    server = redis_server or RedisServer(appendonly=True)
+    with server, SimulatorProcess(accounts_file=accounts, extra_args=sim_args) as sim:
+        stack = Stack(server, sim, accounts, workdir, [*SECRETS, *extra_secrets])
+        try:
+            yield stack
+        finally:
+            for worker in stack.workers:
+                worker.stop(timeout_s=15)  # SIGKILL after that
+
+
+def place(stack: Stack, account: str, prefix: str, n: int, category: str = "linear") -> list[str]:
+    """``n`` open orders with orderLinkIds ``<prefix>-<i>``; returns the link ids."""
+    links = [f"{prefix}-{i}" for i in range(n)]
+    for start in range(0, n, 500):
+        rows = stack.sim.admin.place_orders(
+            [{"orderLinkId": link} for link in links[start : start + 500]],
+            account=account,
+            category=category,
+            symbol="BTCUSDT",
+            price="100",
+            qty="1",
+        )
+        assert all("orderId" in row for row in rows), rows[:3]
+    return links
+
+
+def cancels(account: str, links: Sequence[str], category: str = "linear") -> list[dict[str, str]]:
+    return [
+        {"account": account, "category": category, "symbol": "BTCUSDT", "orderLinkId": link}
+        for link in links
+    ]
+
+
+def wait_final(stack: Stack, ids: Sequence[str], timeout_s: float) -> dict[str, Outcome]:
+    """Every outcome there is after waiting (at most ``timeout_s``) for all of them."""
+    producer = stack.producer
+    deadline = time.monotonic() + timeout_s
+    found: dict[str, Outcome] = {}
+    while True:
+        missing = [rid for rid in ids if rid not in found]
+        for start in range(0, len(missing), 1000):
+            found.update(producer.outcomes(missing[start : start + 1000]))
+        if len(found) == len(ids) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def leftovers(stack: Stack) -> dict[str, int]:
+    """What still waits anywhere: the queue, kombu's unacked hash, parked lanes."""
+    r = stack.redis
+    lanes = sum(r.zcard(f"cancelq:lane:{name}") for name in r.zrange("cancelq:lanes:ready", 0, -1))
+    return {"queue": r.llen("cancelq"), "unacked": r.hlen("unacked"), "parked": lanes}
+
+
+def exchange_counts(stack: Stack, account: str) -> Counter[str]:
+    """Cancels (batch items each) the simulator saw per orderLinkId for ``account``'s key."""
+    counts = stack.sim.admin.cancel_counts(api_key=ACCOUNTS[account][0])
+    return Counter(counts.get("orderLinkId", {}))
+
+
+@dataclass(frozen=True)
+class Tally:
+    name: str
+    enqueued: int
+    final: int
+    statuses: Counter[str]
+    per_identity: Counter[int]  # how many identities the exchange saw 0, 1, 2 ... times
+    leftovers: dict[str, int]
+
+    def print(self) -> None:
+        print(
+            f"\n[{self.name}] enqueued={self.enqueued} final={self.final} "
+            f"statuses={dict(self.statuses)} exchange-cancels-per-identity="
+            f"{dict(sorted(self.per_identity.items()))} leftovers={self.leftovers}"
+        )
+
+    @property
+    def max_repeats(self) -> int:
+        return max((n for n, k in self.per_identity.items() if k), default=0)
+
+
+def tally(
+    stack: Stack,
+    name: str,
+    ids: Sequence[str],
+    outcomes: dict[str, Outcome],
+    *,
+    account: str,
+    links: Sequence[str],
+) -> Tally:
+    seen = exchange_counts(stack, account)
+    result = Tally(
+        name=name,
+        enqueued=len(ids),
+        final=sum(1 for rid in ids if rid in outcomes),
+        statuses=Counter(o.status.value for o in outcomes.values()),
+        per_identity=Counter(seen.get(link, 0) for link in set(links)),
+        leftovers=leftovers(stack),
+    )
+    result.print()
+    return result
+
+
+def assert_none_lost_none_stuck(result: Tally) -> None:
+    assert result.final == result.enqueued, f"{result.enqueued - result.final} without outcome"
+    assert result.leftovers == {"queue": 0, "unacked": 0, "parked": 0}
+
+
+def assert_no_secrets(stack: Stack, secrets: Sequence[str]) -> int:
+    """No secret in any Redis key or value, any worker log; returns how much was scanned."""
+    haystacks = [f"{key}\n{value}" for key, value in scan_redis(stack.redis)]
+    haystacks.append(stack.logs())
+    for secret in secrets:
+        for line in secret.strip().splitlines():
+            if len(line) >= 8:
+                assert not any(line in hay for hay in haystacks), "a secret leaked"
+    return len(haystacks)
