@@ -1,3 +1,3 @@
-from cancelq.cli import app
+from cancelq.entry import main
 
-app()
+main()

@@ -35,12 +35,30 @@ class RedactSecrets(logging.Filter):
             record.msg, record.args = cleaned, None
         if record.exc_text:
             record.exc_text = self._mask(record.exc_text)
+        for name, value in vars(record).items():  # extras (Celery puts task kwargs in "data")
+            if name not in _STANDARD and isinstance(value, str | dict | list | tuple):
+                setattr(record, name, self._scrub(value))
         return True
+
+    def _scrub(self, value: object) -> object:
+        if isinstance(value, str):
+            return self._mask(value)
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        return value
 
     def _mask(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+#: Celery logs every task received and succeeded at INFO: noise at thousands of cancels a day
+#: (cancelq logs each outcome itself). Shown again with CANCELQ_LOG_LEVEL=DEBUG.
+PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
 
 
 def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
@@ -59,3 +77,5 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

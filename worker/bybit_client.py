@@ -76,6 +76,7 @@ class Credentials:
 def new_session(pool_size: int) -> requests.Session:
     """One keep-alive session per process; no urllib3 retries (retrying is the policy's job)."""
     session = requests.Session()
+    session.trust_env = False  # no proxy/.netrc lookups per request (seen in the profile)
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

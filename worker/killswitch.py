@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import redis
+
 from cancelq.contract import Category, KillRequest, parse_cancel, parse_kill
-from cancelq.errors import ContractError, ExchangeUnavailableError
+from cancelq.errors import ContractError, ExchangeUnavailableError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.symbols import in_scope
 from worker.bybit_client import CANCEL_ALL, ExchangeReply
@@ -161,12 +163,15 @@ class KillSwitch:
     def _mark(self, kill: KillRequest, started: int) -> None:
         kill_at = kill.enqueuedAt or started
         ttl_s = self.rt.settings.dedup_ttl_s
-        with self.rt.redis.pipeline(transaction=False) as pipe:
-            for category in [kill.category] if kill.category else list(CATEGORIES):
-                marker = self.rt.keys.kill_marker(kill.account, category)
-                pipe.hset(marker, kill.scope, kill_at)
-                pipe.expire(marker, ttl_s)
-            pipe.execute()
+        try:
+            with self.rt.redis.pipeline(transaction=False) as pipe:
+                for category in [kill.category] if kill.category else list(CATEGORIES):
+                    marker = self.rt.keys.kill_marker(kill.account, category)
+                    pipe.hset(marker, kill.scope, kill_at)
+                    pipe.expire(marker, ttl_s)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"marking a kill failed: {exc}") from exc
 
     def _cover_parked(
         self,

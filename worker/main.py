@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 
 from cancelq.logs import configure_logging
 from cancelq.outcomes import Status
@@ -34,11 +34,17 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     metrics = Metrics()
     runtime = build_runtime(settings, metrics)  # fail fast on a bad accounts file
     metrics.prime(
-        runtime.accounts, statuses=[s.value for s in Status],
+        runtime.accounts,
+        statuses=[s.value for s in Status],
         retry_reasons=[*RETRY_REASONS.values(), NETWORK, "not_found_recheck"],
-        categories=CATEGORIES, endpoints=("cancel", "cancel_batch", "cancel_all"),
+        categories=CATEGORIES,
+        endpoints=("cancel", "cancel_batch", "cancel_all"),
     )
-    configure_logging(settings.log_format, settings.log_level, runtime.secrets)
+    configure_logging(
+        settings.log_format,
+        settings.log_level,
+        [*runtime.secrets, *url_secrets(settings.redis_url)],
+    )
     app = create_app(settings)
     provider = PipelineProvider(
         lambda: CancelPipeline(build_runtime(settings, metrics)), initial=CancelPipeline(runtime)
@@ -67,6 +73,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.banned)
     app.steps["worker"].add(observer_step(observer, dispatcher))
     worker_ready.connect(lambda **_: observer.mark_ready(), weak=False)
+    worker_shutting_down.connect(lambda **_: runtime.stopping.set(), weak=False)
     return app, provider
 
 

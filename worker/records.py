@@ -10,8 +10,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import redis
+
 from cancelq.confirmations import expect
 from cancelq.contract import REQUEST_ID_RE, CancelRequest
+from cancelq.errors import StoreError
 from cancelq.outcomes import Outcome, Status
 from worker.bybit_client import ExchangeReply
 from worker.decisions import Final
@@ -82,10 +85,18 @@ class Recorder:
         return outcome
 
     def reject(self, fields: Mapping[str, Any] | object, request_id: str, reason: str) -> Outcome:
+        return self._unprocessed(fields, request_id, reason, Status.REJECTED)
+
+    def fail(self, fields: Mapping[str, Any] | object, request_id: str, reason: str) -> Outcome:
+        return self._unprocessed(fields, request_id, reason, Status.FAILED)
+
+    def _unprocessed(
+        self, fields: Mapping[str, Any] | object, request_id: str, reason: str, status: Status
+    ) -> Outcome:
         started = now_ms()
         outcome = Outcome(
             requestId=_request_id(fields, request_id),
-            status=Status.REJECTED,
+            status=status,
             reason=reason,
             account=_field(fields, "account"),
             category=_field(fields, "category"),
@@ -117,6 +128,15 @@ class Recorder:
                 outcome, account=request.account, identity=request.identity, keep=keep
             )
             return
+        try:
+            self._store_with_expectation(outcome, request, keep=keep)
+        except redis.RedisError as exc:
+            raise StoreError(f"recording an outcome failed: {exc}") from exc
+
+    def _store_with_expectation(
+        self, outcome: Outcome, request: CancelRequest, *, keep: bool
+    ) -> None:
+        settings = self.rt.settings
         with self.rt.redis.pipeline(transaction=False) as pipe:
             self.rt.claims.finish(
                 outcome,

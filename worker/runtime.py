@@ -70,6 +70,8 @@ class Runtime:
     metrics: Metrics
     ban: IpBan
     lanes: Lanes
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set on SIGTERM: retries are parked for other pods instead of being sent from here."""
 
     @property
     def secrets(self) -> list[str]:

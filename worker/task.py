@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import Reject
 from celery.exceptions import Retry as CeleryRetry
@@ -27,6 +29,8 @@ from worker.ratelimit.lanes import SUBMIT_TASK
 
 log = logging.getLogger(__name__)
 STORE_RETRY_S = 1.0
+UNEXPECTED_RETRY_S = 5.0
+MAX_UNEXPECTED_RETRIES = 5
 
 
 class PipelineProvider:
@@ -75,22 +79,52 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
 
 
 def _guarded(task: Task, pipeline: CancelPipeline, work: Callable[[], None]) -> None:
+    """Run ``work``; whatever goes wrong, the message is rescheduled or answered, never dropped."""
     gauge = pipeline.rt.metrics.in_flight
     gauge.inc()
     try:
         work()
-    except StoreError as exc:
+    except (StoreError, redis.RedisError) as exc:
         log.warning("%s; rescheduling", exc, extra={"requestId": task.request.id})
-        _reschedule(task, STORE_RETRY_S)
+        _reschedule(task, STORE_RETRY_S, pipeline.rt.settings.visibility_timeout_s / 2)
+    except Exception as exc:  # a bug: retry a few times, then give up loudly
+        log.exception("unexpected %s", type(exc).__name__, extra={"requestId": task.request.id})
+        if (task.request.retries or 0) >= MAX_UNEXPECTED_RETRIES:
+            pipeline.fail(
+                task.request.kwargs or {},
+                str(task.request.id),
+                f"internal error: {type(exc).__name__}",
+            )
+            return
+        _reschedule(task, UNEXPECTED_RETRY_S, pipeline.rt.settings.visibility_timeout_s / 2)
     finally:
         gauge.dec()
 
 
-def _reschedule(task: Task, delay_s: float) -> None:
-    """Publish the message again with a countdown; if even that fails, requeue it unacked."""
-    try:
-        task.retry(countdown=delay_s, max_retries=None)
-    except CeleryRetry:
-        raise
-    except Exception as exc:
-        raise Reject(reason=f"reschedule failed: {type(exc).__name__}", requeue=True) from None
+def _reschedule(task: Task, delay_s: float, patience_s: float) -> None:
+    """Publish the message again with a countdown.
+
+    While the broker is down this waits and tries again (up to ``patience_s``): the message may
+    exist only in this worker's memory (kombu pops it before it records it as unacked), so
+    giving up here would lose the cancel. A repeat is harmless: dedup answers it.
+    """
+    deadline = time.monotonic() + patience_s
+    pause = 0.2
+    while True:
+        try:
+            task.retry(countdown=delay_s, max_retries=None)
+        except CeleryRetry:
+            raise
+        except Exception as exc:
+            if time.monotonic() + pause > deadline:
+                raise Reject(
+                    reason=f"reschedule failed: {type(exc).__name__}", requeue=True
+                ) from None
+            log.warning(
+                "broker unavailable (%s); holding the message, trying again in %.1fs",
+                type(exc).__name__,
+                pause,
+                extra={"requestId": task.request.id},
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)

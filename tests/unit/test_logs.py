@@ -42,3 +42,11 @@ def test_json_format_carries_context_fields(capsys: object) -> None:
     assert record["message"] == "cancel cancelled"
     assert record["requestId"] == "r1"
     assert record["level"] == "INFO"
+
+
+def test_extras_are_scrubbed_too() -> None:
+    record = logging.LogRecord("celery", logging.INFO, "", 0, "Task received", None, None)
+    record.data = {"kwargs": f"{{'orderLinkId': '{SECRET}'}}", "id": "t1"}
+    RedactSecrets([SECRET]).filter(record)
+    assert SECRET not in str(record.data)
+    assert record.data["id"] == "t1"
