@@ -16,6 +16,15 @@ class Keys:
         """JSON of a request's final outcome (string, with TTL)."""
         return f"{self.prefix}:outcome:{request_id}"
 
+    def outbox(self) -> str:
+        """Sorted set of enqueued requests without a final outcome yet (score: ms last seen
+        waiting); written by producers with the message, cleared by the outcome."""
+        return f"{self.prefix}:outbox"
+
+    def outbox_messages(self) -> str:
+        """Hash request id -> the message as pushed, to push it again if the broker lost it."""
+        return f"{self.prefix}:outbox:msg"
+
     def claim(self, account: str, identity: str) -> str:
         """Dedup claim of one cancel identity (hash: owner, state, lease, attempts, startedAt)."""
         return f"{self.prefix}:claim:{account}:{identity}"

@@ -54,15 +54,28 @@ class CancelProducer:
         prepared = [prepare(fields) for fields in requests]
         if not prepared:
             return []
-        messages = [encode_message(fields, fields["requestId"], self._queue) for fields in prepared]
+        messages = {
+            fields["requestId"]: encode_message(fields, fields["requestId"], self._queue)
+            for fields in prepared
+        }
+        self._push(self._queue, messages)
+        return [fields["requestId"] for fields in prepared]
+
+    def _push(self, queue: str, messages: Mapping[str, str]) -> None:
+        """Push the messages and their outbox entries in one transaction: a message the broker
+        loses (a Redis restart at the wrong instant) is pushed again by the workers."""
+        keys = self._outcomes.keys
+        now = int(time.time() * 1000)
         try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    pipe.lpush(self._queue, message)
+            with self._redis.pipeline(transaction=True) as pipe:
+                for message in messages.values():
+                    pipe.lpush(queue, message)
+                pipe.zadd(keys.outbox(), dict.fromkeys(messages, now))
+                copies: dict[Any, Any] = dict(messages)  # redis-py's mapping type is invariant
+                pipe.hset(keys.outbox_messages(), mapping=copies)
                 pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(f"enqueue failed: {exc}") from exc
-        return [fields["requestId"] for fields in prepared]
 
     def kill(
         self,
@@ -88,10 +101,7 @@ class CancelProducer:
         fields = {k: v for k, v in fields.items() if v is not None}
         parse_kill(fields)
         message = encode_message(fields, fields["requestId"], self._kill_queue, KILL_TASK_NAME)
-        try:
-            self._redis.lpush(self._kill_queue, message)
-        except redis.RedisError as exc:
-            raise StoreError(f"enqueueing a kill failed: {exc}") from exc
+        self._push(self._kill_queue, {fields["requestId"]: message})
         return str(fields["requestId"])
 
     def outcome(self, request_id: str) -> Outcome | None:

@@ -92,7 +92,11 @@ class ClaimStore:
 
         With ``client`` (a pipeline) the script is only queued; the result is then meaningless.
         """
-        keys = [self._keys.outcome(outcome.requestId)]
+        keys = [
+            self._keys.outcome(outcome.requestId),
+            self._keys.outbox(),
+            self._keys.outbox_messages(),
+        ]
         if account is not None and identity is not None:
             keys.append(self._keys.claim(account, identity))
         args: list[str | int] = [

@@ -21,6 +21,7 @@ from worker.metrics import Metrics
 from worker.observability import Observer, observer_step
 from worker.pipeline import CancelPipeline
 from worker.ratelimit.dispatcher import Dispatcher
+from worker.rescue import Rescuer
 from worker.runtime import build_runtime
 from worker.task import PipelineProvider, register_tasks
 
@@ -65,6 +66,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         runtime.redis,
         runtime.keys,
         runtime.lanes,
+        Rescuer(runtime.redis, runtime.keys, after_s=settings.visibility_timeout_s),
         host=settings.metrics_host,
         port=settings.metrics_port,
         health_file=settings.health_file,

@@ -145,6 +145,11 @@ class Metrics:
             "1 while this pod has stopped sending after an HTTP 403.",
             registry=r,
         )
+        self.rescued = Counter(
+            "cancelq_rescued",
+            "Enqueued cancels the broker lost, pushed again from the outbox.",
+            registry=r,
+        )
         self.kills = Counter(
             "cancelq_kills",
             "Kill-switch runs.",

@@ -20,6 +20,7 @@ from cancelq.keys import Keys
 from worker.metrics import Metrics, safely
 from worker.ratelimit.dispatcher import Dispatcher
 from worker.ratelimit.lanes import Lanes
+from worker.rescue import Rescuer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Observer:
         client: redis.Redis,
         keys: Keys,
         lanes: Lanes,
+        rescuer: Rescuer,
         *,
         host: str,
         port: int,
@@ -42,6 +44,7 @@ class Observer:
         self.metrics = metrics
         self._redis = client
         self._lanes = lanes
+        self._rescuer = rescuer
         self._keys = keys
         self._host, self._port = host, port
         self._health_file = health_file
@@ -87,6 +90,7 @@ class Observer:
                 pipe.hlen(self._keys.unacked)
                 waiting, unacked = pipe.execute()
             deferred = self._lanes.parked()
+            rescued = self._rescuer.sweep().rescued
         except (redis.RedisError, StoreError):
             log.debug("queue depth not sampled: redis unavailable")
             return
@@ -94,6 +98,8 @@ class Observer:
         safely(gauge.labels("cancelq").set, waiting)
         safely(gauge.labels("unacked").set, unacked)
         safely(gauge.labels("deferred").set, deferred)
+        if rescued:
+            safely(self.metrics.rescued.inc, rescued)
 
 
 def observer_step(observer: Observer, dispatcher: Dispatcher) -> type[bootsteps.StartStopStep]:
