@@ -34,6 +34,7 @@ from worker.submission import Submitter
 from worker.tickets import Ticket, now_ms, parked_fields
 
 log = logging.getLogger(__name__)
+RATE_WINDOW_MS = 1000
 
 
 class CancelPipeline:
@@ -216,7 +217,11 @@ class CancelPipeline:
         if action is not Action.RETRY_RATE_LIMIT:
             return 0
         left_ms = (reply.limit_reset_ms or 0) - self.rt.clock.now_ms()
-        return left_ms if left_ms > 0 else int(self.policy.backoff(ticket.attempts) * 1000)
+        if left_ms > 0:
+            return left_ms
+        # no usable reset time: Bybit's window is a rolling second, so never pause the whole
+        # lane longer than that (the ticket itself backs off on its own)
+        return min(int(self.policy.backoff(ticket.attempts) * 1000), RATE_WINDOW_MS)
 
     def _observe_limit(self, ticket: Ticket, limit: int) -> None:
         """Tell the lane the exchange's limit, once per change (not a write per reply)."""

@@ -173,6 +173,9 @@ def tally(
         leftovers=drained_leftovers(stack),
     )
     result.print()
+    reasons = Counter(o.reason for o in outcomes.values() if o.reason)
+    if reasons:
+        print(f"{name}: reasons {dict(reasons.most_common(5))}")
     missing = [rid for rid in ids if rid not in outcomes]
     if missing:
         print(f"{name}: no outcome for {missing[:20]}")
