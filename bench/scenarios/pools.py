@@ -42,6 +42,9 @@ def run(ctx: Context) -> None:
     for latency_ms in (0, 20):
         got: dict[str, tuple[list[float], list[float]]] = {}
         for name, pool in POOLS.items():
+            if ctx.sizes.name == "quick" and "gevent" in name:
+                ctx.results.notes.append(f"pool {name} skipped in quick mode (run --full)")
+                continue
             ctx.say(f"pools: {name}, simulator latency {latency_ms} ms")
             rates, p50s = [], []
             try:
