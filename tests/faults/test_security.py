@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.embedded_redis import RedisServer, redis_server_binary
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     SECRETS,
@@ -33,6 +33,10 @@ REDIS_PASSWORD = "redis-pass-91b0c4e7f2d3"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("security")
+    try:
+        redis_server_binary(tls=True)
+    except FileNotFoundError as exc:  # only where no system redis-server is installed
+        pytest.skip(str(exc))
     server = RedisServer(password=REDIS_PASSWORD, tls=make_tls_files(workdir))
     with fault_stack(workdir, redis_server=server, extra_secrets=[REDIS_PASSWORD]) as stack:
         yield stack
