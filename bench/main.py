@@ -96,11 +96,15 @@ def main(argv: Sequence[str]) -> int:
             redis_version = str(stack.redis.info("server")["redis_version"])
             for name in names:
                 progress.update(overall, description=f"scenario {name}")
+                scenario_started = time.monotonic()
                 try:
                     SCENARIOS[name](ctx)
                 except Exception as exc:  # one broken scenario must not lose the others
                     results.notes.append(f"scenario {name} failed: {exc!r}")
                     console.print(traceback.format_exc())
+                results.notes.append(
+                    f"scenario {name} took {time.monotonic() - scenario_started:.0f} s"
+                )
                 progress.advance(overall)
     elapsed = time.monotonic() - started
     if sizes.name == "quick":
