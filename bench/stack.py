@@ -23,6 +23,7 @@ import redis
 
 from cancelq.embedded_redis import RedisServer
 from cancelq.heartbeat import read_heartbeat
+from cancelq.proc import kill_process
 from simulator.testing import SimulatorProcess
 
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
@@ -194,9 +195,7 @@ class WorkerSet:
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                kill_process(proc, group=True)
 
     def __enter__(self) -> WorkerSet:
         return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
@@ -100,16 +100,26 @@ def _problem(field: str) -> str:
 
 def parse_cancel(fields: Mapping[str, Any]) -> CancelRequest:
     """Validate a message's keyword arguments; raise ContractError naming every broken rule."""
-    if not isinstance(fields, Mapping):
-        raise ContractError(["message: keyword arguments must be a JSON object"])
-    normalised = dict(fields)
+    normalised = _as_dict(fields)
     enqueued_at = normalised.get("enqueuedAt")
     if isinstance(enqueued_at, float) and enqueued_at.is_integer():
         normalised["enqueuedAt"] = int(enqueued_at)  # JSON numbers from other languages
+    return _validate(CancelRequest, normalised)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _as_dict(fields: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(fields, Mapping):
+        raise ContractError(["message: keyword arguments must be a JSON object"])
+    return dict(fields)
+
+
+def _validate(model: type[M], data: dict[str, Any]) -> M:
+    """``model`` from ``data``; every broken rule as one ContractError (field and rule)."""
     try:
-        return CancelRequest.model_validate(normalised)
-    except ContractError:
-        raise
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ContractError(_describe(exc)) from None
 
@@ -167,15 +177,4 @@ class KillRequest(BaseModel):
 
 def parse_kill(fields: Mapping[str, Any]) -> KillRequest:
     """Validate a kill request; raise ContractError naming every broken rule."""
-    if not isinstance(fields, Mapping):
-        raise ContractError(["message: keyword arguments must be a JSON object"])
-    try:
-        return KillRequest.model_validate(dict(fields))
-    except ContractError:
-        raise
-    except ValidationError as exc:
-        return _raise_described(exc)
-
-
-def _raise_described(exc: ValidationError) -> KillRequest:
-    raise ContractError(_describe(exc)) from None
+    return _validate(KillRequest, _as_dict(fields))

@@ -16,8 +16,10 @@ from tests.support import Stack, cancel, scan_redis
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
-def cli(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANCELQ_REDIS_URL": stack.redis_server.url}
+def cli(
+    stack: Stack, *args: str, stdin: str | None = None, **env_overrides: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CANCELQ_REDIS_URL": stack.redis_server.url, **env_overrides}
     return subprocess.run(
         [sys.executable, "-m", "cancelq", *args],
         env=env,
@@ -103,27 +105,11 @@ def test_metrics_count_responses_by_ret_code_and_outcomes(stack: Stack) -> None:
 
 
 def test_health_command_reads_the_worker_heartbeat(stack: Stack) -> None:
-    env_file = stack.workers[0].env["CANCELQ_HEALTH_FILE"]
-    env = {**os.environ, "CANCELQ_HEALTH_FILE": env_file}
-    alive = subprocess.run(
-        [sys.executable, "-m", "cancelq", "health"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    health_file = stack.workers[0].env["CANCELQ_HEALTH_FILE"]
+    alive = cli(stack, "health", CANCELQ_HEALTH_FILE=health_file)
     assert alive.returncode == 0, alive.stderr
     assert "ready" in alive.stdout
-    env["CANCELQ_HEALTH_FILE"] = env_file + ".missing"
-    dead = subprocess.run(
-        [sys.executable, "-m", "cancelq", "health"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    dead = cli(stack, "health", CANCELQ_HEALTH_FILE=health_file + ".missing")
     assert dead.returncode == 1
 
 
