@@ -86,6 +86,10 @@ class Settings(BaseSettings):
 
     batching: bool = True
     """Send several due cancels of one lane through /v5/order/cancel-batch."""
+    coalesce_after_ms: int = Field(50, ge=0)
+    """A cancel that already waited this long in the queue (its ``enqueuedAt`` to intake) is
+    parked for the lane's next batch instead of sent alone: the fleet is behind, and one
+    batch request clears a backlog faster than many single ones. 0 disables it."""
     ratelimit_margin: float = Field(0.0, ge=0, lt=1)
     """Share of each key's rate_limit_per_s kept unused (0.1 = use 90%)."""
     ratelimit_window_pad_ms: int = Field(30, ge=0, le=1000)

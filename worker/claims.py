@@ -8,15 +8,18 @@ over, so a crash never blocks a cancel. See ``claim.lua`` and ``finish.lua``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import redis
+from redis.commands.core import Script
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
+from worker.scripted_pipeline import queue_script, run_pipeline
 
 Verdict = Literal["own", "duplicate", "finished"]
 
@@ -44,12 +47,18 @@ class ClaimStore:
         dedup_ttl_s: int,
         outcome_ttl_s: int,
     ) -> None:
+        self._redis = client
         self._keys = keys
         self._lease_ms = int(lease_s * 1000)
         self._dedup_ttl_ms = dedup_ttl_s * 1000
         self._outcome_ttl_ms = outcome_ttl_s * 1000
         self._claim = client.register_script(_script("claim.lua"))
         self._finish = client.register_script(_script("finish.lua"))
+
+    @property
+    def scripts(self) -> list[Script]:
+        """The scripts a pipeline of claims or outcomes may call (reloaded after NOSCRIPT)."""
+        return [self._claim, self._finish]
 
     @property
     def lease_ms(self) -> int:
@@ -59,6 +68,32 @@ class ClaimStore:
         self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool
     ) -> Claim:
         """Claim (or renew) the identity; ``attempt`` counts an exchange attempt starting now."""
+        keys, args = self.claim_call(account, identity, request_id, now_ms, attempt=attempt)
+        try:
+            raw = self._claim(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError(f"claiming a cancel failed: {exc}") from exc
+        return parse_claim(raw)
+
+    def claim_many(self, entries: Sequence[ClaimEntry]) -> list[Claim]:
+        """Several claims in one round trip (a dispatched batch): one pipeline, same script."""
+
+        def fill(pipe: redis.client.Pipeline) -> None:
+            for e in entries:
+                keys, args = self.claim_call(
+                    e.account, e.identity, e.request_id, e.now_ms, attempt=e.attempt
+                )
+                queue_script(pipe, self._claim, keys, args)
+
+        try:
+            return [parse_claim(raw) for raw in run_pipeline(self._redis, fill, [self._claim])]
+        except redis.RedisError as exc:
+            raise StoreError(f"claiming cancels failed: {exc}") from exc
+
+    def claim_call(
+        self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool
+    ) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of ``claim.lua`` (also composed into the intake script)."""
         category = identity.split(":", 1)[0]
         keys = [
             self._keys.claim(account, identity),
@@ -72,12 +107,7 @@ class ClaimStore:
             now_ms,
             int(attempt),
         ]
-        try:
-            verdict, owner, attempts, started, marker = self._claim(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise StoreError(f"claiming a cancel failed: {exc}") from exc
-        kills = {_text(marker[i]): int(marker[i + 1]) for i in range(0, len(marker), 2)}
-        return Claim(_text(verdict), _text(owner), int(attempts), int(started), kills)  # type: ignore[arg-type]
+        return keys, args
 
     def finish(
         self,
@@ -90,7 +120,8 @@ class ClaimStore:
     ) -> bool:
         """Record ``outcome`` (first one wins) and keep or release the identity's claim.
 
-        With ``client`` (a pipeline) the script is only queued; the result is then meaningless.
+        With ``client`` (a pipeline) the script is only queued by SHA (run the pipeline with
+        :func:`worker.scripted_pipeline.run_pipeline` and :attr:`scripts`); returns False then.
         """
         keys = [
             self._keys.outcome(outcome.requestId),
@@ -106,10 +137,29 @@ class ClaimStore:
             int(keep),
             self._dedup_ttl_ms,
         ]
+        if client is not None:
+            queue_script(client, self._finish, keys, args)
+            return False
         try:
-            return bool(self._finish(keys=keys, args=args, client=client))
+            return bool(self._finish(keys=keys, args=args))
         except redis.RedisError as exc:
             raise StoreError(f"recording an outcome failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ClaimEntry:
+    account: str
+    identity: str
+    request_id: str
+    now_ms: int
+    attempt: bool
+
+
+def parse_claim(raw: Sequence[Any]) -> Claim:
+    """A Claim from ``claim.lua``'s reply."""
+    verdict, owner, attempts, started, marker = raw
+    kills = {_text(marker[i]): int(marker[i + 1]) for i in range(0, len(marker), 2)}
+    return Claim(_text(verdict), _text(owner), int(attempts), int(started), kills)  # type: ignore[arg-type]
 
 
 def _text(value: bytes | str) -> str:

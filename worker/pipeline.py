@@ -23,11 +23,12 @@ from typing import Any
 from cancelq.contract import CancelRequest, parse_cancel
 from cancelq.errors import ContractError
 from worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
+from worker.claims import Claim, ClaimEntry
 from worker.decisions import Again, Final, RetryPolicy
 from worker.killswitch import KillSwitch, covered_by, kill_covering
 from worker.metrics import safely
 from worker.policy import Action, classify
-from worker.ratelimit.lanes import Budget
+from worker.ratelimit.lanes import Admission, Budget
 from worker.records import Recorder
 from worker.runtime import AccountRuntime, Runtime
 from worker.submission import Submitter
@@ -49,7 +50,7 @@ class CancelPipeline:
     # -- entry points -------------------------------------------------------------------------
 
     def handle(self, fields: Mapping[str, Any], task_id: str) -> None:
-        """A request from the public queue."""
+        """A request from the public queue: claim and admission in one round trip."""
         try:
             request = parse_cancel(fields)
         except ContractError as exc:
@@ -60,19 +61,45 @@ class CancelPipeline:
         if account is None:
             self.recorder.reject(fields, request_id, "account: not in the accounts file")
             return
-        ticket = self._claim(request, request_id, account, attempt=False)
+        taken_ms = now_ms()
+        wait_ms = max(taken_ms - request.enqueuedAt, 0) if request.enqueuedAt is not None else 0
+        coalesce = self._behind(wait_ms)
+        if self.rt.ban.banned() or self.rt.stopping.is_set():  # the two-step path decides
+            ticket = self._claim(request, request_id, account, attempt=False)
+            if ticket is not None:
+                self._observe_intake(ticket, wait_ms)
+                self._advance(ticket, 0.0, coalesce=coalesce)
+            return
+        provisional = Ticket(request, request_id, account, 0, taken_ms)
+        result = self.rt.intake.run(
+            self.rt.claims.claim_call(
+                request.account, request.identity, request_id, taken_ms, attempt=False
+            ),
+            self.lanes.admit_call(**self._admit_args(provisional, 0.0, coalesce)),
+        )
+        ticket = self._ticket(request, request_id, account, result.claim)
         if ticket is None:
             return
-        if ticket.attempts == 0 and request.enqueuedAt is not None:
-            wait_s = max(ticket.started_ms - request.enqueuedAt, 0) / 1000
-            safely(self.rt.metrics.queue_wait.labels(request.account).observe, wait_s)
-        self._advance(ticket, delay_s=0.0)
+        self._observe_intake(ticket, wait_ms)
+        if result.admission is None:  # a kill ran on this lane and does not cover it
+            self._advance(ticket, 0.0, coalesce=coalesce)
+        else:
+            self._admitted(ticket, result.admission)
 
     def submit(self, items: Sequence[Mapping[str, Any]], task_id: str) -> None:
         """Cancels a dispatcher took out of one lane, their budget already spent."""
+        unparked = [u for u in (self._unpark(item, task_id) for item in items) if u is not None]
+        if not unparked:
+            return
+        claims = self.rt.claims.claim_many(
+            [
+                ClaimEntry(r.account, r.identity, request_id, now_ms(), attempt=True)
+                for r, request_id, _ in unparked
+            ]
+        )
         tickets = []
-        for item in items:
-            ticket = self._unpark(item, task_id)
+        for (request, request_id, account), claim in zip(unparked, claims, strict=True):
+            ticket = self._ticket(request, request_id, account, claim)
             if ticket is not None:
                 tickets.append(ticket)
         if tickets:
@@ -98,6 +125,13 @@ class CancelPipeline:
         claim = self.rt.claims.claim(
             request.account, request.identity, request_id, now_ms(), attempt=attempt
         )
+        return self._ticket(request, request_id, account, claim)
+
+    def _ticket(
+        self, request: CancelRequest, request_id: str, account: AccountRuntime, claim: Claim
+    ) -> Ticket | None:
+        """What a claim means: the ticket when this request owns the cancel, else None (answered
+        here: a duplicate, a request already finished, or one a kill switch covered)."""
         if claim.verdict == "finished":
             return None
         if claim.verdict == "duplicate":
@@ -111,7 +145,14 @@ class CancelPipeline:
             return None
         return ticket
 
-    def _unpark(self, item: Mapping[str, Any], task_id: str) -> Ticket | None:
+    def _observe_intake(self, ticket: Ticket, wait_ms: int) -> None:
+        if ticket.attempts == 0 and ticket.request.enqueuedAt is not None:
+            histogram = self.rt.metrics.queue_wait.labels(ticket.alias)
+            safely(histogram.observe, wait_ms / 1000)
+
+    def _unpark(
+        self, item: Mapping[str, Any], task_id: str
+    ) -> tuple[CancelRequest, str, AccountRuntime] | None:
         try:
             request_id, parked_at, fields = parked_fields(dict(item))
             request = parse_cancel(fields)
@@ -126,24 +167,47 @@ class CancelPipeline:
             self.rt.metrics.ratelimit_wait.labels(request.account).observe,
             max(now_ms() - parked_at, 0) / 1000,
         )
-        return self._claim(request, request_id, account, attempt=True)
+        return request, request_id, account
 
-    def _advance(self, ticket: Ticket, delay_s: float) -> None:
-        """Rate limit: send now if the lane admits it, else park it for a dispatcher."""
+    def _behind(self, queue_wait_ms: int) -> bool:
+        """The request waited long enough in the queue that the fleet is behind: batch it.
+
+        Below that, a cancel goes alone at once (lowest latency); in a backlog, the dispatcher
+        packs the parked ones into cancel-batch requests (measured: ``cancelq bench --only
+        systems``, throughput rows)."""
+        after = self.rt.settings.coalesce_after_ms
+        return self.rt.settings.batching and after > 0 and queue_wait_ms >= after
+
+    def _delay_s(self, attempts: int) -> float:
+        """How long this pod must hold a send back: banned (the other pods send), or shutting
+        down with a retry (it waits in its lane, not here); 0 when it may send now."""
         banned_s = self.rt.ban.remaining_s()
-        if banned_s > 0:  # this pod must not send: park it for the other pods
-            delay_s = max(delay_s, min(banned_s, self.rt.settings.backoff_max_s))
-        elif self.rt.stopping.is_set() and ticket.attempts > 0:
-            delay_s = max(delay_s, 0.001)  # shutting down: a retry waits in its lane, not here
-        admission = self.lanes.admit(
-            account=ticket.alias,
-            category=ticket.category,
-            budget=self._budget(ticket),
-            request_id=ticket.request_id,
-            item_json=ticket.parked_json(),
-            delay_ms=int(delay_s * 1000),
-            claim_key=self.rt.keys.claim(ticket.alias, ticket.request.identity),
-        )
+        if banned_s > 0:
+            return min(banned_s, self.rt.settings.backoff_max_s)
+        if self.rt.stopping.is_set() and attempts > 0:
+            return 0.001
+        return 0.0
+
+    def _advance(self, ticket: Ticket, delay_s: float, *, coalesce: bool = False) -> None:
+        """Rate limit: send now if the lane admits it, else park it for a dispatcher."""
+        delay_s = max(delay_s, self._delay_s(ticket.attempts))
+        admission = self.lanes.admit(**self._admit_args(ticket, delay_s, coalesce))
+        self._admitted(ticket, admission)
+
+    def _admit_args(self, ticket: Ticket, delay_s: float, coalesce: bool) -> dict[str, Any]:
+        return {
+            "account": ticket.alias,
+            "category": ticket.category,
+            "budget": self._budget(ticket),
+            "request_id": ticket.request_id,
+            "item_json": ticket.parked_json(),
+            "delay_ms": int(delay_s * 1000),
+            "claim_key": self.rt.keys.claim(ticket.alias, ticket.request.identity),
+            "coalesce": coalesce,
+        }
+
+    def _admitted(self, ticket: Ticket, admission: Admission) -> None:
+        """Admitted: send it now from this task (parked: the dispatcher has it)."""
         if admission.admitted:
             safely(self.rt.metrics.ratelimit_wait.labels(ticket.alias).observe, 0.0)
             self._send([replace(ticket, attempts=admission.wait_ms or ticket.attempts + 1)])
@@ -166,15 +230,20 @@ class CancelPipeline:
         path, sent = self.submitter.send(tickets)
         endpoint = ENDPOINT_LABELS[path]
         self._observe_request(tickets[0], endpoint, sent[0][1], len(tickets))
+        finals: list[tuple[Ticket, Final, ExchangeReply | None]] = []
+        again: list[tuple[Ticket, Again]] = []
         for ticket, reply in sent:
             action = classify(reply, ticket.account.table) if reply is not None else None
             self._count_reply(ticket, endpoint, reply)
             self._react(ticket, action, reply, endpoint)
             decision = self.policy.decide(ticket, action, reply, now_ms())
             if isinstance(decision, Final):
-                self.recorder.finish(ticket, decision, reply)
+                finals.append((ticket, decision, reply))
             else:
-                self._again(ticket, decision)
+                again.append((ticket, decision))
+        self.recorder.finish_many(finals)  # one round trip for a whole batch's outcomes
+        for ticket, decision in again:
+            self._again(ticket, decision)
 
     def _again(self, ticket: Ticket, decision: Again) -> None:
         safely(self.rt.metrics.retries.labels(ticket.alias, decision.reason).inc)

@@ -7,7 +7,7 @@ cancel the confirmation expectation rides in the same round trip.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -20,6 +20,7 @@ from worker.bybit_client import ExchangeReply
 from worker.decisions import Final
 from worker.metrics import UNKNOWN_ACCOUNT, safely
 from worker.runtime import Runtime
+from worker.scripted_pipeline import run_pipeline
 from worker.tickets import Ticket, now_ms
 
 log = logging.getLogger("worker.pipeline")
@@ -36,33 +37,29 @@ class Recorder:
         self.rt = runtime
 
     def finish(self, ticket: Ticket, final: Final, reply: ExchangeReply | None) -> Outcome:
-        request = ticket.request
-        result = reply.result if reply is not None else {}
-        outcome = Outcome(
-            requestId=ticket.request_id,
-            status=final.status,
-            account=request.account,
-            category=request.category,
-            symbol=request.symbol,
-            orderId=_str_or(result.get("orderId"), request.orderId),
-            orderLinkId=_str_or(result.get("orderLinkId"), request.orderLinkId),
-            retCode=reply.ret_code if reply is not None else None,
-            retMsg=reply.ret_msg if reply is not None else None,
-            reason=final.reason,
-            attempts=ticket.attempts,
-            enqueuedAt=request.enqueuedAt,
-            startedAt=ticket.started_ms,
-            sentAt=reply.sent_at_ms if reply is not None else None,
-            answeredAt=reply.answered_at_ms if reply is not None else None,
-            finishedAt=now_ms(),
-        )
-        self._store(outcome, request, keep=final.keep)
-        if reply is not None and request.enqueuedAt is not None:
-            e2e_s = max(reply.answered_at_ms - request.enqueuedAt, 0) / 1000
-            histogram = self.rt.metrics.end_to_end.labels(request.account, request.category)
-            safely(histogram.observe, e2e_s)
-        self._count(outcome)
-        return outcome
+        return self.finish_many([(ticket, final, reply)])[0]
+
+    def finish_many(
+        self, finals: Sequence[tuple[Ticket, Final, ExchangeReply | None]]
+    ) -> list[Outcome]:
+        """Record final outcomes; several (a batch's) go in one pipelined round trip."""
+        outcomes = [_outcome(ticket, final, reply) for ticket, final, reply in finals]
+        if len(finals) == 1 and not self._confirms(outcomes[0]):
+            ticket, final, _ = finals[0]
+            request = ticket.request
+            self.rt.claims.finish(
+                outcomes[0], account=request.account, identity=request.identity, keep=final.keep
+            )
+        elif finals:
+            self._store_many(outcomes, [(t.request, f.keep) for t, f, _ in finals])
+        for (ticket, _, reply), outcome in zip(finals, outcomes, strict=True):
+            request = ticket.request
+            if reply is not None and request.enqueuedAt is not None:
+                e2e_s = max(reply.answered_at_ms - request.enqueuedAt, 0) / 1000
+                histogram = self.rt.metrics.end_to_end.labels(request.account, request.category)
+                safely(histogram.observe, e2e_s)
+            self._count(outcome)
+        return outcomes
 
     def duplicate(self, request: CancelRequest, request_id: str, owner: str) -> Outcome:
         started = now_ms()
@@ -116,45 +113,45 @@ class Recorder:
         account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
         safely(self.rt.metrics.outcomes.labels(account, outcome.status.value).inc)
 
-    def _store(self, outcome: Outcome, request: CancelRequest, *, keep: bool) -> None:
-        settings = self.rt.settings
-        confirm = (
+    def _confirms(self, outcome: Outcome) -> bool:
+        """An accepted cancel the confirmer will follow (an expectation is registered)."""
+        return (
             outcome.status is Status.CANCELLED
             and outcome.orderId is not None
-            and settings.confirm_deadline_s > 0
+            and self.rt.settings.confirm_deadline_s > 0
         )
-        if not confirm:
-            self.rt.claims.finish(
-                outcome, account=request.account, identity=request.identity, keep=keep
-            )
-            return
-        try:
-            self._store_with_expectation(outcome, request, keep=keep)
-        except redis.RedisError as exc:
-            raise StoreError(f"recording an outcome failed: {exc}") from exc
 
-    def _store_with_expectation(
-        self, outcome: Outcome, request: CancelRequest, *, keep: bool
+    def _store_many(
+        self, outcomes: Sequence[Outcome], requests: Sequence[tuple[CancelRequest, bool]]
     ) -> None:
-        settings = self.rt.settings
-        with self.rt.redis.pipeline(transaction=False) as pipe:
-            self.rt.claims.finish(
-                outcome,
-                account=request.account,
-                identity=request.identity,
-                keep=keep,
-                client=pipe,
-            )
-            expect(
-                pipe,
-                self.rt.keys,
-                request_id=outcome.requestId,
-                account=request.account,
-                order_id=outcome.orderId or "",
-                deadline_ms=now_ms() + int(settings.confirm_deadline_s * 1000),
-                ttl_s=int(settings.confirm_deadline_s) + 3600,
-            )
-            pipe.execute()
+        """Outcomes, claims and confirmation expectations in one pipeline."""
+        deadline_s = self.rt.settings.confirm_deadline_s
+        claims = self.rt.claims
+
+        def fill(pipe: redis.client.Pipeline) -> None:
+            for outcome, (request, keep) in zip(outcomes, requests, strict=True):
+                claims.finish(
+                    outcome,
+                    account=request.account,
+                    identity=request.identity,
+                    keep=keep,
+                    client=pipe,
+                )
+                if self._confirms(outcome):
+                    expect(
+                        pipe,
+                        self.rt.keys,
+                        request_id=outcome.requestId,
+                        account=request.account,
+                        order_id=outcome.orderId or "",
+                        deadline_ms=now_ms() + int(deadline_s * 1000),
+                        ttl_s=int(deadline_s) + 3600,
+                    )
+
+        try:
+            run_pipeline(self.rt.redis, fill, claims.scripts)
+        except redis.RedisError as exc:
+            raise StoreError(f"recording outcomes failed: {exc}") from exc
 
     def _count(self, outcome: Outcome) -> None:
         account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
@@ -173,6 +170,29 @@ class Recorder:
                 "status": outcome.status.value,
             },
         )
+
+
+def _outcome(ticket: Ticket, final: Final, reply: ExchangeReply | None) -> Outcome:
+    request = ticket.request
+    result = reply.result if reply is not None else {}
+    return Outcome(
+        requestId=ticket.request_id,
+        status=final.status,
+        account=request.account,
+        category=request.category,
+        symbol=request.symbol,
+        orderId=_str_or(result.get("orderId"), request.orderId),
+        orderLinkId=_str_or(result.get("orderLinkId"), request.orderLinkId),
+        retCode=reply.ret_code if reply is not None else None,
+        retMsg=reply.ret_msg if reply is not None else None,
+        reason=final.reason,
+        attempts=ticket.attempts,
+        enqueuedAt=request.enqueuedAt,
+        startedAt=ticket.started_ms,
+        sentAt=reply.sent_at_ms if reply is not None else None,
+        answeredAt=reply.answered_at_ms if reply is not None else None,
+        finishedAt=now_ms(),
+    )
 
 
 def _str_or(value: object, default: str | None) -> str | None:

@@ -19,6 +19,7 @@ from cancelq.settings import Settings
 from worker.bybit_client import BybitClient, Credentials, new_session
 from worker.claims import ClaimStore
 from worker.clock import ServerClock
+from worker.intake import Intake
 from worker.metrics import Metrics, safely
 from worker.policy import Action, build_table
 from worker.ratelimit.lanes import Lanes
@@ -70,6 +71,7 @@ class Runtime:
     metrics: Metrics
     ban: IpBan
     lanes: Lanes
+    intake: Intake
     stopping: threading.Event = field(default_factory=threading.Event)
     """Set on SIGTERM: retries are parked for other pods instead of being sent from here."""
 
@@ -133,4 +135,5 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
             park_ttl_s=int(settings.request_deadline_s) * 4,
             lease_ms=int(settings.dedup_lease_s * 1000),
         ),
+        intake=Intake(client),
     )

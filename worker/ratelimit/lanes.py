@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Final
@@ -62,6 +63,12 @@ class DispatchResult:
     lanes: int
 
 
+def parse_admission(raw: Sequence[object]) -> Admission:
+    """An Admission from ``admit.lua``'s reply: {1, attempts} admitted, {0, delay} parked."""
+    admitted, wait_ms = raw
+    return Admission(bool(admitted), int(str(wait_ms)))
+
+
 def lane_name(account: str, category: str) -> str:
     return f"{account}:{category}"
 
@@ -91,7 +98,39 @@ class Lanes:
         item_json: str,
         delay_ms: int,
         claim_key: str,
+        coalesce: bool = False,
     ) -> Admission:
+        """Spend a unit now (admitted) or park the cancel; ``coalesce`` parks it regardless, so
+        the dispatcher sends it in the lane's next batch."""
+        keys, args = self.admit_call(
+            account=account,
+            category=category,
+            budget=budget,
+            request_id=request_id,
+            item_json=item_json,
+            delay_ms=delay_ms,
+            claim_key=claim_key,
+            coalesce=coalesce,
+        )
+        try:
+            raw = self._admit(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise StoreError(f"admitting a cancel failed: {exc}") from exc
+        return parse_admission(raw)
+
+    def admit_call(
+        self,
+        *,
+        account: str,
+        category: str,
+        budget: Budget,
+        request_id: str,
+        item_json: str,
+        delay_ms: int,
+        claim_key: str,
+        coalesce: bool = False,
+    ) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV of ``admit.lua`` (also composed into the intake script)."""
         name = lane_name(account, category)
         lane = self._keys.lane(name)
         keys = [
@@ -114,12 +153,9 @@ class Lanes:
             int(budget.per_item),
             self._park_ttl_ms,
             self._lease_ms,
+            int(coalesce),
         ]
-        try:
-            admitted, wait_ms = self._admit(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise StoreError(f"admitting a cancel failed: {exc}") from exc
-        return Admission(bool(admitted), int(wait_ms))
+        return keys, args
 
     def dispatch(self, queue: str, max_lanes: int = 64) -> DispatchResult:
         keys = [self._keys.lanes_ready(), queue]

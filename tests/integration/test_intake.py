@@ -1,0 +1,156 @@
+"""Intake in one round trip, pipelined claims and outcomes, and a backlog sent in batches."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from cancelq.embedded_redis import RedisServer
+from cancelq.keys import Keys
+from cancelq.outcomes import Outcome, Status
+from tests.support import Stack, cancel
+from worker.claims import ClaimEntry, ClaimStore
+from worker.intake import Intake
+from worker.ratelimit.lanes import Budget, Lanes
+from worker.scripted_pipeline import run_pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+KEYS = Keys()
+SPOT = Budget(limit=5, window_ms=1000, batch=10, per_item=True)
+IDENTITY = "spot:link:L1"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: RedisServer) -> redis.Redis:
+    client = redis.Redis.from_url(server.url)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def claims(client: redis.Redis) -> ClaimStore:
+    return ClaimStore(client, KEYS, lease_s=30, dedup_ttl_s=60, outcome_ttl_s=60)
+
+
+@pytest.fixture
+def lanes(client: redis.Redis) -> Lanes:
+    return Lanes(client, KEYS, park_ttl_s=60, lease_ms=30_000)
+
+
+def take(  # type: ignore[no-untyped-def]
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes, rid: str, *, coalesce: bool = False
+):
+    return Intake(client).run(
+        claims.claim_call("acct", IDENTITY, rid, int(time.time() * 1000), attempt=False),
+        lanes.admit_call(
+            account="acct",
+            category="spot",
+            budget=SPOT,
+            request_id=rid,
+            item_json=json.dumps({"requestId": rid}),
+            delay_ms=0,
+            claim_key=KEYS.claim("acct", IDENTITY),
+            coalesce=coalesce,
+        ),
+    )
+
+
+def test_the_owner_is_admitted_in_the_same_round_trip(
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes
+) -> None:
+    first = take(client, claims, lanes, "r1")
+    assert first.claim.verdict == "own"
+    assert first.admission is not None
+    assert first.admission.admitted
+    assert first.admission.wait_ms == 1  # the attempt counted on the claim
+    assert client.hget(KEYS.claim("acct", IDENTITY), "state") == b"inflight"
+    assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 1
+
+
+def test_a_duplicate_is_not_admitted_and_spends_nothing(
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes
+) -> None:
+    take(client, claims, lanes, "r1")
+    second = take(client, claims, lanes, "r2")
+    assert (second.claim.verdict, second.claim.owner) == ("duplicate", "r1")
+    assert second.admission is None
+    assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 1
+
+
+def test_coalesce_parks_it_although_the_budget_allows(
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes
+) -> None:
+    result = take(client, claims, lanes, "r1", coalesce=True)
+    assert result.admission is not None
+    assert not result.admission.admitted
+    assert client.zcard(KEYS.lane("acct:spot")) == 1
+    assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 0
+    assert client.hget(KEYS.claim("acct", IDENTITY), "state") == b"parked"
+
+
+def test_a_kill_marker_leaves_the_admission_to_the_caller(
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes
+) -> None:
+    client.hset(KEYS.kill_marker("acct", "spot"), "category", 1)
+    result = take(client, claims, lanes, "r1")
+    assert result.claim.verdict == "own"
+    assert result.claim.kills == {"category": 1}
+    assert result.admission is None
+    assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 0
+
+
+def test_pipelined_claims_and_outcomes_survive_a_flushed_script_cache(
+    client: redis.Redis, claims: ClaimStore
+) -> None:
+    now = int(time.time() * 1000)
+    entries = [ClaimEntry("acct", f"spot:link:{i}", f"r{i}", now, attempt=True) for i in range(5)]
+    client.script_flush()
+    got = claims.claim_many(entries)
+    assert [(c.verdict, c.attempts) for c in got] == [("own", 1)] * 5
+
+    client.script_flush()
+    outcomes = [Outcome(requestId=f"r{i}", status=Status.CANCELLED) for i in range(5)]
+
+    def fill(pipe: redis.client.Pipeline) -> None:
+        for i, outcome in enumerate(outcomes):
+            claims.finish(
+                outcome, account="acct", identity=f"spot:link:{i}", keep=True, client=pipe
+            )
+
+    assert run_pipeline(client, fill, claims.scripts) == [1] * 5
+    assert all(client.exists(KEYS.outcome(f"r{i}")) for i in range(5))
+    assert {client.hget(KEYS.claim("acct", f"spot:link:{i}"), "state") for i in range(5)} == {
+        b"done"
+    }
+
+
+def test_a_backlog_leaves_in_batches_and_every_cancel_is_answered(stack: Stack) -> None:
+    """Cancels that already waited in the queue (enqueuedAt 2 s ago) are coalesced: the
+    exchange sees cancel-batch requests, each order is cancelled once, each request answered."""
+    links = [f"backlog-{i}" for i in range(30)]
+    for link in links:
+        stack.place(order_link_id=link)
+    behind = int(time.time() * 1000) - 2000
+    since = time.time() * 1000
+    rids = stack.producer.enqueue_many(
+        [cancel(orderLinkId=link, enqueuedAt=behind) for link in links]
+    )
+    outcomes = [stack.producer.wait(rid, 20) for rid in rids]
+    assert Counter(o.status for o in outcomes) == {Status.CANCELLED: 30}
+    records = stack.sim.admin.records(since_ms=since)
+    endpoints = Counter(r["endpoint"] for r in records)
+    assert endpoints["order/cancel-batch"] >= 1
+    assert endpoints["order/cancel"] + endpoints["order/cancel-batch"] < 30
+    counts = stack.sim.admin.cancel_counts(since_ms=since)["orderLinkId"]
+    assert {link: counts.get(link) for link in links} == dict.fromkeys(links, 1)
