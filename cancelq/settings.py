@@ -59,6 +59,11 @@ class Settings(BaseSettings):
 
     http_connect_timeout_s: float = Field(3.05, gt=0)
     http_read_timeout_s: float = Field(10.0, gt=0)
+    http_ca_bundle: Path | None = None
+    """PEM file of the CAs the exchange's certificate is checked against, REST and the
+    confirmer's WebSocket (a TLS-inspecting proxy's, or a private test exchange's); default:
+    certifi's bundle. Proxy and CA variables of
+    the environment are not read (``trust_env`` is off: they cost a lookup per request)."""
     http_pool_size: int = Field(16, gt=0)
     """Keep-alive connections per worker process to the exchange."""
 

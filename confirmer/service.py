@@ -130,6 +130,7 @@ class Confirmer:
             account=account,
             signer=signer_for(account),
             url=self._parts.settings.bybit_ws_url,
+            ca_bundle=self._parts.settings.http_ca_bundle,
             config=self._parts.config,
             listener=self.sink,
             on_reconnect=lambda a: safely(self._parts.metrics.reconnects.labels(a).inc),
@@ -160,7 +161,7 @@ class Confirmer:
 def _checker(settings: Settings, accounts: Mapping[str, Account]) -> RestChecker:
     client = BybitClient(
         settings.bybit_base_url,
-        new_session(4),
+        new_session(4, settings.http_ca_bundle),
         (settings.http_connect_timeout_s, settings.http_read_timeout_s),
     )
     credentials = {

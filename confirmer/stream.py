@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 import websocket
@@ -62,10 +63,12 @@ class OrderStream:
         config: ConfirmerConfig,
         listener: StreamListener,
         on_reconnect: Callable[[str], None],
+        ca_bundle: Path | None = None,
     ) -> None:
         self.account = account
         self._signer = signer
         self._url = url
+        self._sslopt = {"ca_certs": str(ca_bundle)} if ca_bundle is not None else None
         self._config = config
         self._listener = listener
         self._on_reconnect = on_reconnect
@@ -124,7 +127,10 @@ class OrderStream:
     def _connect(self) -> websocket.WebSocket:
         try:
             return websocket.create_connection(
-                self._url, timeout=self._config.auth_timeout_s, enable_multithread=True
+                self._url,
+                timeout=self._config.auth_timeout_s,
+                enable_multithread=True,
+                sslopt=self._sslopt,
             )
         except (websocket.WebSocketException, OSError) as exc:
             raise ExchangeUnavailableError(

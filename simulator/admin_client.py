@@ -30,10 +30,20 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 class AdminClient:
     """``AdminClient("http://127.0.0.1:8080")``; ``token`` for non-loopback servers."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 10.0,
+        *,
+        verify: str | None = None,
+    ) -> None:
+        """``verify``: CA file for an HTTPS simulator with a private CA (default: the system's)."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        # per request: a session's ``verify`` loses to REQUESTS_CA_BUNDLE in requests
+        self._verify: str | bool = verify if verify is not None else True
         if token:
             self._session.headers[ADMIN_AUTH_HEADER] = token
 
@@ -53,6 +63,7 @@ class AdminClient:
             json=None if body is None else dict(body),
             params=None if params is None else _drop_none(params),
             timeout=self.timeout,
+            verify=self._verify,
         )
         if resp.status_code != 200:
             try:

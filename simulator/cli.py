@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--record-size", type=int, default=defaults.DEFAULT_RECORD_SIZE)
     p.add_argument("--no-tcp-nodelay", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this PEM cert")
+    p.add_argument("--tls-key", type=Path, default=None, help="the certificate's PEM key")
     p.add_argument("--log-level", default="WARNING")
     _add_fault_flags(p)
     _add_limit_flags(p)
@@ -125,7 +127,10 @@ def _faults(ns: argparse.Namespace) -> FaultSettings:
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if (ns.tls_cert is None) != (ns.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     return SimulatorConfig(
         host=ns.host,
         port=ns.port,
@@ -142,6 +147,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         faults=_faults(ns),
         hang_max_s=ns.hang_max_s,
         tcp_nodelay=not ns.no_tcp_nodelay,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
         log_level=ns.log_level.upper(),
     )
 

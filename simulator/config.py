@@ -41,4 +41,6 @@ class SimulatorConfig:
     faults: FaultSettings = field(default_factory=FaultSettings)
     hang_max_s: float = DEFAULT_HANG_MAX_S
     tcp_nodelay: bool = True  # only the benchmark turns this off
+    tls_cert: Path | None = None  # with tls_key: serve HTTPS/WSS (Bybit's API is HTTPS only)
+    tls_key: Path | None = None
     log_level: str = "WARNING"

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,8 @@ class SimulatorServer:
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.config.tls_cert is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         runner = web.AppRunner(
@@ -111,7 +113,11 @@ class SimulatorServer:
         self._runner = runner
         sock = bind_socket(self.config.host, self.config.port)
         self.port = sock.getsockname()[1]
-        if self.config.tcp_nodelay:
+        if self.config.tls_cert is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+            await web.SockSite(runner, sock, ssl_context=context).start()
+        elif self.config.tcp_nodelay:
             await web.SockSite(runner, sock).start()
         else:
             loop = asyncio.get_running_loop()

@@ -33,7 +33,7 @@ from simulator.config import SimulatorConfig
 from simulator.server import SimulatorServer
 from simulator.state import SimulatorState
 
-READY_RE = re.compile(r"simulator listening on (http://\S+)")
+READY_RE = re.compile(r"simulator listening on (https?://\S+)")
 DEFAULT_STARTUP_TIMEOUT_S = 20.0
 
 
@@ -74,8 +74,16 @@ class SimulatorProcess:
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_S,
         python: str = sys.executable,
         admin_token: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """``tls`` = (CA cert, server cert, server key): serve HTTPS with that certificate; the
+        admin client verifies it against the CA."""
         self.args = [python, "-m", "simulator", "--port", "0"]
+        self.ca_file: str | None = None
+        if tls is not None:
+            ca_cert, cert, key = tls
+            self.args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            self.ca_file = str(ca_cert)
         if accounts_file is not None:
             self.args += ["--accounts", str(accounts_file)]
         self.args += list(extra_args)
@@ -113,7 +121,7 @@ class SimulatorProcess:
             os.close(fd)
         try:
             self.base_url = self._wait_for_port()
-            self._admin = AdminClient(self.base_url, self.admin_token)
+            self._admin = AdminClient(self.base_url, self.admin_token, verify=self.ca_file)
             self._wait_healthy()
         except BaseException:
             self.kill()
@@ -266,7 +274,7 @@ def _fields(config: SimulatorConfig) -> dict[str, Any]:
 
 
 def private_ws_url(base_url: str) -> str:
-    """``http://h:p`` -> ``ws://h:p/v5/private``."""
+    """``http://h:p`` -> ``ws://h:p/v5/private`` (``https`` -> ``wss``)."""
     return "ws" + base_url.removeprefix("http") + "/v5/private"
 
 

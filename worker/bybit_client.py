@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -73,10 +74,13 @@ class Credentials:
     recv_window_ms: int
 
 
-def new_session(pool_size: int) -> requests.Session:
-    """One keep-alive session per process; no urllib3 retries (retrying is the policy's job)."""
+def new_session(pool_size: int, ca_bundle: Path | None = None) -> requests.Session:
+    """One keep-alive session per process; no urllib3 retries (retrying is the policy's job).
+    ``ca_bundle``: verify the exchange against these CAs instead of certifi's."""
     session = requests.Session()
     session.trust_env = False  # no proxy/.netrc lookups per request (seen in the profile)
+    if ca_bundle is not None:
+        session.verify = str(ca_bundle)
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -108,7 +108,7 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
         )
         for alias, account in load_accounts(settings.accounts_file).items()
     }
-    session = new_session(settings.http_pool_size)
+    session = new_session(settings.http_pool_size, settings.http_ca_bundle)
     return Runtime(
         settings=settings,
         keys=keys,

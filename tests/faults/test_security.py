@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from cancelq.embedded_redis import RedisServer, redis_server_binary
+from cancelq.tls import make_tls_files
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     SECRETS,
@@ -22,7 +23,6 @@ from tests.faults.harness import (
     tally,
     wait_final,
 )
-from tests.faults.tls import make_tls_files
 from tests.support import Stack, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]

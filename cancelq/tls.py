@@ -1,4 +1,5 @@
-"""A throwaway CA and a server certificate for 127.0.0.1, made with ``cryptography``."""
+"""A throwaway CA and a server certificate for 127.0.0.1, made with ``cryptography``: local TLS
+for the tests (Redis over TLS) and the benchmark (the simulator over HTTPS, as Bybit is)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
+def make_tls_files(directory: Path, name: str = "redis") -> TlsFiles:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -55,7 +56,7 @@ def make_tls_files(directory: Path) -> TlsFiles:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    files = TlsFiles(directory / "ca.crt", directory / "redis.crt", directory / "redis.key")
+    files = TlsFiles(directory / "ca.crt", directory / f"{name}.crt", directory / f"{name}.key")
     files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(_pem_key(key))
