@@ -89,7 +89,7 @@ def main(argv: Sequence[str]) -> int:
     ):
         overall = progress.add_task("starting Redis and the simulator", total=len(names))
         step = progress.add_task("", total=None)
-        with Stack(Path(tmp), keys.all()) as stack:
+        with Stack(Path(tmp), keys.all(), worker_keys=keys.few()) as stack:
             ctx = Context(
                 stack, sizes, results, keys, lambda text: progress.update(step, description=text)
             )

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import redis
@@ -29,7 +30,11 @@ from simulator.testing import SimulatorProcess
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
 SYSTEMS = ("cancelq", "naive", "pybit", "floor", "sleeper")
 READY_TIMEOUT_S = 60.0
+#: Readiness poll interval: start-up is ~1 s of CPU, so a 50 ms poll wasted up to 5 % of it.
+READY_POLL_S = 0.02
 UNBOUND_LIMIT = 1_000_000
+#: Redis databases of standby sets; database 0 is the harness's and every other set's.
+STANDBY_DBS = range(1, 16)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,35 @@ def write_accounts(path: Path, keys: Sequence[Key]) -> Path:
         ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """What ``Stack.workers`` is called with: a standby set is adopted by an equal spec."""
+
+    system: str
+    count: int
+    pool_args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, system: str, count: int, pool_args: Sequence[str], **env: str) -> SetSpec:
+        return cls(system, count, tuple(pool_args), tuple(sorted(env.items())))
+
+
+@dataclass
+class _Standby:
+    ws: WorkerSet
+    db: int
+    frozen: bool = False
+
+
+def _dead(proc: psutil.Process) -> bool:
+    """Gone, or a zombie: a killed pool child waits for its reaper, but runs no more."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 class WorkerSet:
@@ -141,7 +175,7 @@ class WorkerSet:
             for i in pending:
                 if self.procs[i].poll() is not None:
                     raise RuntimeError(f"{self.system} worker exited:\n{self.log_tail(i)}")
-            time.sleep(0.05)
+            time.sleep(READY_POLL_S)
         if pending:
             raise TimeoutError(f"{self.system} worker not ready:\n{self.log_tail(pending[0])}")
         return self
@@ -197,6 +231,29 @@ class WorkerSet:
             except subprocess.TimeoutExpired:
                 kill_process(proc, group=True)
 
+    def signal_all(self, sig: signal.Signals) -> None:
+        """``sig`` to every process group of the set (the mains and their pool children)."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+
+    def kill(self, timeout_s: float = 5.0) -> None:
+        """SIGKILL every process group of the set now and reap the mains.
+
+        For a set whose run is over: a graceful stop costs 1-2 s per set (shutdown grace,
+        pool teardown) and nothing is measured during it; what a kill leaves behind in Redis
+        is flushed by ``Stack.workers`` and the simulator is reset by the next phase.
+        Returns once every process of the tree is dead (a zombie at most), so nothing of
+        this set runs into the next phase.
+        """
+        tree = self.tree()
+        self.signal_all(signal.SIGKILL)
+        for proc in self.procs:
+            kill_process(proc, group=True)
+        deadline = time.monotonic() + timeout_s
+        while not all(_dead(p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def __enter__(self) -> WorkerSet:
         return self
 
@@ -210,12 +267,29 @@ class WorkerSet:
 
 
 class Stack:
-    """Private Redis + simulator; ``workers(...)`` starts a system's processes."""
+    """Private Redis + simulator; ``workers(...)`` starts a system's processes, and
+    ``standby(...)`` starts baseline sets ahead of their turn."""
 
-    def __init__(self, workdir: Path, keys: Sequence[Key], sim_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        keys: Sequence[Key],
+        sim_args: Sequence[str] = (),
+        *,
+        worker_keys: Sequence[Key] | None = None,
+    ) -> None:
+        """``keys``: every account the simulator knows. ``worker_keys``: the accounts worker
+        sets are given by default (all of ``keys`` when None); a set that needs every account
+        passes ``CANCELQ_ACCOUNTS_FILE=str(stack.accounts_file)``. Why: cancelq spends ~0.3 s
+        of CPU per process at start on 1,000 accounts, and only one scenario uses them."""
         self.workdir = workdir
         self.keys = {k.alias: k for k in keys}
         self.accounts_file = write_accounts(workdir / "accounts.toml", keys)
+        self.worker_accounts_file = (
+            self.accounts_file
+            if worker_keys is None
+            else write_accounts(workdir / "worker-accounts.toml", worker_keys)
+        )
         self.redis_server = RedisServer()
         self.sim = SimulatorProcess(
             accounts_file=self.accounts_file,
@@ -230,19 +304,31 @@ class Stack:
             ],
         )
         self._sets = 0
+        self._standby: dict[SetSpec, _Standby] = {}
+        self._clients: dict[int, redis.Redis] = {}
         self.redis: redis.Redis = redis.Redis()
 
     def start(self) -> Stack:
         self.redis_server.start()
-        self.redis = redis.Redis.from_url(self.redis_server.url)
+        self.redis = self._client(0)
         self.sim.start()
         return self
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.redis.close()
+        self._drop_standby()
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                client.close()
         self.sim.stop()
         self.redis_server.close()
+
+    def _db_url(self, db: int) -> str:
+        return urlunsplit(urlsplit(self.redis_server.url)._replace(path=f"/{db}"))
+
+    def _client(self, db: int) -> redis.Redis:
+        if db not in self._clients:
+            self._clients[db] = redis.Redis.from_url(self._db_url(db))
+        return self._clients[db]
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -259,7 +345,7 @@ class Stack:
         return {
             "CANCELQ_REDIS_URL": self.redis_server.url,
             "CANCELQ_BYBIT_BASE_URL": self.sim.base_url,
-            "CANCELQ_ACCOUNTS_FILE": str(self.accounts_file),
+            "CANCELQ_ACCOUNTS_FILE": str(self.worker_accounts_file),
             "CANCELQ_METRICS_PORT": "0",
             "CANCELQ_CONFIRM_DEADLINE_S": "0",
             "CANCELQ_LOG_LEVEL": "WARNING",
@@ -270,14 +356,21 @@ class Stack:
         }
 
     def reset(self, *, rate_limits: bool = True, batch_counts_items: bool = True) -> None:
-        """Empty Redis, fresh simulator (no orders, records, faults).
+        """Empty Redis, fresh simulator (no orders, records, faults): before a worker set.
+        Standby sets' databases are theirs and left alone."""
+        self.redis.flushdb()
+        self.redis.config_resetstat()
+        self.reset_sim(rate_limits=rate_limits, batch_counts_items=batch_counts_items)
 
+    def reset_sim(self, *, rate_limits: bool = True, batch_counts_items: bool = True) -> None:
+        """Fresh simulator (no orders, records, faults), Redis left alone.
+
+        Between two phases run by the same worker set: their queue is drained, and Redis is
+        not flushed under running workers, whose state there (lanes, claims) is theirs.
         ``rate_limits=False`` disables the simulator's limiter *and* raises its advertised
         limits: it sends ``X-Bapi-Limit`` even when disabled, and cancelq obeys the lower of
         its own and the exchange's limit, so a disabled limiter alone still binds at 20/s.
         """
-        self.redis.flushall()
-        self.redis.config_resetstat()
         self.sim.admin.reset(faults=True)
         admin = self.sim.admin
         admin.configure_rate_limits(enabled=rate_limits, batch_counts_items=batch_counts_items)
@@ -290,12 +383,81 @@ class Stack:
     def workers(
         self, system: str, count: int, pool_args: Sequence[str], **env: str
     ) -> Iterator[WorkerSet]:
-        self._sets += 1
-        tag = f"{system}-{self._sets}"
-        ws = WorkerSet(system, count, pool_args, env=self.env(**env), workdir=self.workdir, tag=tag)
+        """A ready set of ``count`` processes of ``system``; killed and Redis flushed on exit.
+
+        A standby set started for the same arguments is adopted (thawed, and the harness's
+        ``redis`` switched to its database for the block). Before yielding, every other
+        standby set is waited for and frozen, so no start-up overlaps what the block measures.
+        Killed, not stopped gracefully: the run is over when the block ends, and a graceful
+        stop cost 1-2 s per set, about a fifth of a quick run's time.
+        """
+        standby = self._standby.pop(SetSpec.of(system, count, pool_args, **env), None)
+        ws = standby.ws if standby else self._spawn(system, count, pool_args, env)
+        db = standby.db if standby else 0
         try:
-            yield ws.wait_ready()
+            ws.wait_ready()
+            self._freeze_standby()
+            if standby:
+                ws.signal_all(signal.SIGCONT)
+                self.redis = self._client(db)
+            yield ws
         finally:
-            ws.stop()
+            ws.kill()
             # leftovers of a bounded run must not leak into the next scenario
-            self.redis.flushall()
+            self.redis.flushdb()
+            self.redis = self._client(0)
+
+    @contextlib.contextmanager
+    def standby(self, specs: Sequence[SetSpec]) -> Iterator[None]:
+        """Start baseline sets now, for ``workers`` calls later in the block; killed on exit.
+
+        Why: a start-up is ~1 s of single-threaded CPU, so on 2 cores two at once take the time
+        of one. Each standby set consumes its own Redis database, which nothing is pushed to
+        until its ``workers`` call, and the next ``workers`` call waits for them and freezes
+        them (SIGSTOP) before it yields: a waiting set takes neither cancels nor CPU from the
+        set being measured. Celery baselines only: cancelq's leases and timers are not meant
+        to be frozen.
+        """
+        free = [db for db in STANDBY_DBS if db not in {s.db for s in self._standby.values()}]
+        if len(specs) > len(free) or len(set(specs)) < len(specs):
+            raise ValueError("standby specs must be distinct and at most one per free database")
+        try:
+            for spec, db in zip(specs, free, strict=False):
+                if spec.system == "cancelq" or spec in self._standby:
+                    raise ValueError(f"cannot stand by {spec}")
+                env = {**dict(spec.env), "CANCELQ_REDIS_URL": self._db_url(db)}
+                ws = self._spawn(spec.system, spec.count, spec.pool_args, env, "standby")
+                self._standby[spec] = _Standby(ws, db)
+            yield
+        finally:
+            self._drop_standby(specs)
+
+    def _spawn(
+        self,
+        system: str,
+        count: int,
+        pool_args: Sequence[str],
+        env: Mapping[str, str],
+        kind: str = "set",
+    ) -> WorkerSet:
+        self._sets += 1
+        tag = f"{system}-{self._sets}-{kind}"
+        return WorkerSet(
+            system, count, pool_args, env=self.env(**env), workdir=self.workdir, tag=tag
+        )
+
+    def _freeze_standby(self) -> None:
+        for standby in self._standby.values():
+            if not standby.frozen:
+                standby.ws.wait_ready()
+                standby.ws.signal_all(signal.SIGSTOP)
+                standby.frozen = True
+
+    def _drop_standby(self, specs: Sequence[SetSpec] | None = None) -> None:
+        """Kill the standby sets of ``specs`` not adopted (all with None), flush their dbs."""
+        for spec in list(self._standby) if specs is None else specs:
+            standby = self._standby.pop(spec, None)
+            if standby is not None:
+                standby.ws.kill()
+                with contextlib.suppress(redis.RedisError):
+                    self._client(standby.db).flushdb()

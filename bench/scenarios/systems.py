@@ -6,10 +6,11 @@ count: ``COMPARE_POOL``), limits not binding (simulator limiter off, high accoun
 (b) max cancels per second per worker process: N cancels offered at once, time until the queue
     is empty and nothing unacked.
 (c) CPU time and Redis commands per cancel, over run (b).
-The floor: a Celery no-op task from the same producer (outcome written in latency runs only),
-plus one keep-alive POST to the simulator from a plain loop; its latency is the no-op's,
-convolved with the loop's (random pairing). Ceiling reference: the no-op task, and a task doing
-only one keep-alive POST (``floor-post``).
+(a) and (b) share one worker set per system: (b) first, which also warms it for (a).
+The floor: a Celery no-op task from the same producer (outcome written in latency runs only, so
+its variants each need a set), plus one keep-alive POST to the simulator from a plain loop; its
+latency is the no-op's, convolved with the loop's (random pairing). Ceiling reference: the
+no-op task, and a task doing only one keep-alive POST (``floor-post``).
 """
 
 from __future__ import annotations
@@ -24,49 +25,57 @@ from bench import load
 from bench.baselines.common import CANCEL_PATH, exchange_body, signed_headers
 from bench.context import COMPARE_POOL, COMPARE_PROCESSES, Context
 from bench.measure import Cost, Figure, Spread, measure_cost, percentile
-from bench.stack import Key
+from bench.stack import Key, SetSpec, WorkerSet
 from cancelq.accounts import load_accounts
 
 SYSTEMS = ("cancelq", "naive", "pybit", "floor")
 OFFERED_RATE = 200.0
-WARMUP = 200
+REWARM = 50  # before the latency phase, in a set the throughput phase already warmed
+FLOOR_NOOP = {"BENCH_RECORD": "0", "BENCH_FLOOR": "noop"}
+FLOOR_NOOP_RECORDED = {"BENCH_FLOOR": "noop", "BENCH_RECORD": "1"}
+FLOOR_POST = {"BENCH_RECORD": "0", "BENCH_FLOOR": "post"}
+#: Every set but cancelq's, in the order measured: (system, env).
+BASELINE_SETS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("naive", {}),
+    ("pybit", {}),
+    ("floor", FLOOR_NOOP),
+    ("floor", FLOOR_NOOP_RECORDED),
+    ("floor", FLOOR_POST),
+)
 
 
-def throughput(ctx: Context, system: str, env: dict[str, str]) -> list[tuple[float, Cost]]:
-    stack, key, n = ctx.stack, ctx.keys.free, ctx.sizes.throughput_n
+def throughput_phase(ctx: Context, ws: WorkerSet) -> list[tuple[float, Cost]]:
+    """(b) and (c) in a running set: per repeat, N cancels at once, timed until drained."""
+    stack, key, n, warm = ctx.stack, ctx.keys.free, ctx.sizes.throughput_n, ctx.sizes.warmup
     out = []
-    stack.reset(rate_limits=False)
-    with stack.workers(system, 1, COMPARE_POOL, **env) as ws:
-        links = load.place_orders(stack, key, WARMUP + n * ctx.sizes.repeats)
-        warm = load.burst(stack, [(key, link) for link in links[:WARMUP]])
-        load.wait_drained(stack, 60)
-        del warm
-        for rep in range(ctx.sizes.repeats):
-            chunk = links[WARMUP + rep * n : WARMUP + (rep + 1) * n]
-            span: list[float] = []
+    links = load.place_orders(stack, key, warm + n * ctx.sizes.repeats)
+    load.burst(stack, [(key, link) for link in links[:warm]])
+    load.wait_drained(stack, 60)
+    for rep in range(ctx.sizes.repeats):
+        chunk = links[warm + rep * n : warm + (rep + 1) * n]
+        span: list[float] = []
 
-            def work(chunk: list[str] = chunk, span: list[float] = span) -> int:
-                t0 = time.time()
-                offered = load.burst(stack, [(key, link) for link in chunk])
-                t1, _ = load.wait_drained(stack, 120)
-                span.append(t1 - t0)
-                return len(offered.ids)
+        def work(chunk: list[str] = chunk, span: list[float] = span) -> int:
+            t0 = time.time()
+            offered = load.burst(stack, [(key, link) for link in chunk])
+            t1, _ = load.wait_drained(stack, 120)
+            span.append(t1 - t0)
+            return len(offered.ids)
 
-            cost, count = measure_cost(stack.redis, ws.cpu_s, work)
-            out.append((count / span[0] / COMPARE_PROCESSES, cost))
+        cost, count = measure_cost(stack.redis, ws.cpu_s, work)
+        out.append((count / span[0] / COMPARE_PROCESSES, cost))
     return out
 
 
-def latency(ctx: Context, system: str, env: dict[str, str]) -> dict[str, list[float]]:
+def latency_phase(ctx: Context, warmup: int) -> dict[str, list[float]]:
+    """(a) in a running set: ``warmup`` cancels, then OFFERED_RATE/s for ``latency_s``."""
     stack, key = ctx.stack, ctx.keys.free
     count = int(ctx.sizes.latency_s * OFFERED_RATE)
-    stack.reset(rate_limits=False)
-    with stack.workers(system, 1, COMPARE_POOL, **env):
-        links = load.place_orders(stack, key, count + WARMUP)
-        load.wait_outcomes(stack, load.burst(stack, [(key, ln) for ln in links[:WARMUP]]), 30)
-        since = time.time() * 1000
-        offered = load.paced(stack, [(key, ln) for ln in links[WARMUP:]], OFFERED_RATE)
-        outcomes = load.wait_outcomes(stack, offered, 60)
+    links = load.place_orders(stack, key, count + warmup)
+    load.wait_outcomes(stack, load.burst(stack, [(key, ln) for ln in links[:warmup]]), 30)
+    since = time.time() * 1000
+    offered = load.paced(stack, [(key, ln) for ln in links[warmup:]], OFFERED_RATE)
+    outcomes = load.wait_outcomes(stack, offered, 60)
     receipts = load.receipt_times(load.sim_records(stack, key, since))
     result: dict[str, list[float]] = {"outcome": [], "receipt": [], "started": []}
     for rid in offered.ids:
@@ -79,6 +88,32 @@ def latency(ctx: Context, system: str, env: dict[str, str]) -> dict[str, list[fl
             result["receipt"].append(receipts[offered.link[rid]] - enq)
     result["missing"] = [float(len(offered.ids) - len(outcomes))]
     return result
+
+
+def throughput(ctx: Context, system: str, env: dict[str, str]) -> list[tuple[float, Cost]]:
+    """Throughput alone, in a set of its own (the floor variants: their env differs)."""
+    ctx.stack.reset(rate_limits=False)
+    with ctx.stack.workers(system, 1, COMPARE_POOL, **env) as ws:
+        return throughput_phase(ctx, ws)
+
+
+def latency(ctx: Context, system: str, env: dict[str, str]) -> dict[str, list[float]]:
+    """Latency alone, in a set of its own."""
+    ctx.stack.reset(rate_limits=False)
+    with ctx.stack.workers(system, 1, COMPARE_POOL, **env):
+        return latency_phase(ctx, ctx.sizes.warmup)
+
+
+def throughput_and_latency(
+    ctx: Context, system: str
+) -> tuple[list[tuple[float, Cost]], dict[str, list[float]]]:
+    """Both phases in one worker set: a set's start-up (~1 s CPU per process) is the
+    costliest part of a quick run, and the latency phase only needs a warm, idle worker."""
+    ctx.stack.reset(rate_limits=False)
+    with ctx.stack.workers(system, 1, COMPARE_POOL) as ws:
+        thr = throughput_phase(ctx, ws)
+        ctx.say(f"systems: {system} latency at {OFFERED_RATE:.0f}/s")
+        return thr, latency_phase(ctx, REWARM)
 
 
 def post_loop(ctx: Context, key: Key, count: int = 400) -> dict[str, list[float]]:
@@ -107,7 +142,7 @@ def post_loop(ctx: Context, key: Key, count: int = 400) -> dict[str, list[float]
 
 
 def floor_latency(ctx: Context) -> dict[str, list[float]]:
-    noop = latency(ctx, "floor", {"BENCH_FLOOR": "noop", "BENCH_RECORD": "1"})
+    noop = latency(ctx, "floor", FLOOR_NOOP_RECORDED)
     ctx.stack.reset(rate_limits=False)
     loop = post_loop(ctx, ctx.keys.free)
     rng = random.Random(7)
@@ -121,16 +156,24 @@ def floor_latency(ctx: Context) -> dict[str, list[float]]:
 
 
 def run(ctx: Context) -> None:
+    # the baselines' sets start alongside cancelq's and wait frozen for their turn
+    with ctx.stack.standby([SetSpec.of(s, 1, COMPARE_POOL, **env) for s, env in BASELINE_SETS]):
+        measure_all(ctx)
+
+
+def measure_all(ctx: Context) -> None:
     thr: dict[str, list[tuple[float, Cost]]] = {}
     lat: dict[str, dict[str, list[float]]] = {}
     for system in SYSTEMS:
         ctx.say(f"systems: {system} throughput")
-        env = {"BENCH_RECORD": "0", "BENCH_FLOOR": "noop"} if system == "floor" else {}
-        thr[system] = throughput(ctx, system, env)
-        ctx.say(f"systems: {system} latency at {OFFERED_RATE:.0f}/s")
-        lat[system] = floor_latency(ctx) if system == "floor" else latency(ctx, system, {})
+        if system == "floor":  # the floor's mode is fixed at start: one set per variant
+            thr[system] = throughput(ctx, system, FLOOR_NOOP)
+            ctx.say(f"systems: {system} latency at {OFFERED_RATE:.0f}/s")
+            lat[system] = floor_latency(ctx)
+        else:
+            thr[system], lat[system] = throughput_and_latency(ctx, system)
     ctx.say("systems: floor-post throughput (one keep-alive POST per task)")
-    thr["floor-post"] = throughput(ctx, "floor", {"BENCH_RECORD": "0", "BENCH_FLOOR": "post"})
+    thr["floor-post"] = throughput(ctx, "floor", FLOOR_POST)
     ctx.results.series["latency"] = {s: v["outcome"] for s, v in lat.items()}
     ctx.results.series["systems_latency"] = lat
     ctx.results.series["systems_throughput"] = {s: [r for r, _ in v] for s, v in thr.items()}

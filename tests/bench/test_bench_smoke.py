@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 import pytest
 
+from bench import load
 from bench.context import QUICK, Context, Sizes, make_bench_keys
 from bench.measure import Results, Spread, percentile
 from bench.report import write_markdown
 from bench.scenarios import never_over
-from bench.stack import Stack
+from bench.stack import SetSpec, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -40,3 +42,47 @@ def test_never_over_tiny_run_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     write_markdown(results, out, ["cancelq", "bench", "--smoke"], ["machine: test"], 1.0)
     assert "| issue 4 | 1. most cancels in any 1 s window" in out.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_worker_set_is_killed_on_exit_and_reset_sim_keeps_redis(tmp_path: Path) -> None:
+    """Sets are killed, not stopped, when their block ends (every process of the tree, pool
+    children included); ``reset_sim`` between two phases of one set leaves Redis alone."""
+    keys = make_bench_keys(many=2)
+    with Stack(tmp_path, keys.all()) as stack:
+        stack.reset(rate_limits=False)
+        with stack.workers("floor", 1, ("--pool", "prefork", "--concurrency", "2")) as ws:
+            tree = ws.tree()
+            assert len(tree) >= 3  # the worker and its two pool children
+            stack.redis.set("phase-one", "1")
+            stack.reset_sim(rate_limits=False)
+            assert stack.redis.get("phase-one") == b"1"
+        for proc in tree:
+            assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+        assert stack.redis.dbsize() == 0  # flushed after the set
+
+
+@pytest.mark.timeout(90)
+def test_standby_set_waits_frozen_on_its_database_then_is_adopted(tmp_path: Path) -> None:
+    """A standby set is frozen while another set runs, takes nothing from database 0, and is
+    the very set a later ``workers`` call with the same arguments gets, on its own database."""
+    keys = make_bench_keys(many=2)
+    pool = ("--pool", "prefork", "--concurrency", "2")
+    spec = SetSpec.of("naive", 1, pool)
+    with Stack(tmp_path, keys.all()) as stack, stack.standby([spec]):
+        waiting = stack._standby[spec].ws  # the set under test
+        stack.reset(rate_limits=False)
+        with stack.workers("floor", 1, pool):
+            assert {p.status() for p in waiting.tree()} == {psutil.STATUS_STOPPED}
+            offered = load.burst(stack, [(keys.free, link) for link in ("f1", "f2", "f3")])
+            assert len(load.wait_outcomes(stack, offered, 20)) == 3
+        stack.reset(rate_limits=False)
+        links = load.place_orders(stack, keys.free, 3)
+        with stack.workers("naive", 1, pool) as ws:
+            assert ws is waiting
+            assert stack.redis.connection_pool.connection_kwargs["db"] != 0
+            offered = load.burst(stack, [(keys.free, link) for link in links])
+            outcomes = load.wait_outcomes(stack, offered, 20)
+            assert [o["retCode"] for o in outcomes.values()] == [0, 0, 0]
+        assert stack.redis.connection_pool.connection_kwargs["db"] == 0
+        assert not stack._standby
