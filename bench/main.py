@@ -44,6 +44,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="override repeats")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="simulator over plain HTTP (default HTTPS, as Bybit: a client without keep-alive "
+        "pays a TLS handshake per request)",
+    )
     parser.add_argument("--many-keys", type=int, default=1000, help=argparse.SUPPRESS)
     return parser.parse_args(list(argv))
 
@@ -89,7 +95,7 @@ def main(argv: Sequence[str]) -> int:
     ):
         overall = progress.add_task("starting Redis and the simulator", total=len(names))
         step = progress.add_task("", total=None)
-        with Stack(Path(tmp), keys.all(), worker_keys=keys.few()) as stack:
+        with Stack(Path(tmp), keys.all(), worker_keys=keys.few(), tls=not args.plain_http) as stack:
             ctx = Context(
                 stack, sizes, results, keys, lambda text: progress.update(step, description=text)
             )
@@ -107,6 +113,12 @@ def main(argv: Sequence[str]) -> int:
                 )
                 progress.advance(overall)
     elapsed = time.monotonic() - started
+    results.notes.append(
+        "simulator over plain HTTP (--plain-http)"
+        if args.plain_http
+        else "simulator over HTTPS (TLS 1.3, private CA), as Bybit's API: keep-alive clients "
+        "shake hands once per connection, the naive baseline once per cancel"
+    )
     if sizes.name == "quick":
         results.notes.append(
             "quick run: counts scaled down (see bench/context.py QUICK), one repeat, so spreads "

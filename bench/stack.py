@@ -25,6 +25,7 @@ import redis
 from cancelq.embedded_redis import RedisServer
 from cancelq.heartbeat import read_heartbeat
 from cancelq.proc import kill_process
+from cancelq.tls import make_tls_files
 from simulator.testing import SimulatorProcess
 
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
@@ -277,6 +278,7 @@ class Stack:
         sim_args: Sequence[str] = (),
         *,
         worker_keys: Sequence[Key] | None = None,
+        tls: bool = True,
     ) -> None:
         """``keys``: every account the simulator knows. ``worker_keys``: the accounts worker
         sets are given by default (all of ``keys`` when None); a set that needs every account
@@ -291,8 +293,12 @@ class Stack:
             else write_accounts(workdir / "worker-accounts.toml", worker_keys)
         )
         self.redis_server = RedisServer()
+        # HTTPS, as Bybit: a client without keep-alive pays a TLS handshake per request
+        files = make_tls_files(workdir, "simulator") if tls else None
+        self.ca_file = str(files.ca_cert) if files else None
         self.sim = SimulatorProcess(
             accounts_file=self.accounts_file,
+            tls=(files.ca_cert, files.cert, files.key) if files else None,
             extra_args=[
                 "--ip-limit",
                 "1000000000",
@@ -352,6 +358,12 @@ class Stack:
             "CANCELQ_NOT_FOUND_RECHECK_S": "0",
             "CANCELQ_SHUTDOWN_GRACE_S": "1",
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            # the simulator's CA: cancelq's setting, and requests' variable for the baselines
+            **(
+                {"CANCELQ_HTTP_CA_BUNDLE": self.ca_file, "REQUESTS_CA_BUNDLE": self.ca_file}
+                if self.ca_file
+                else {}
+            ),
             **overrides,
         }
 

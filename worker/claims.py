@@ -19,7 +19,7 @@ from redis.commands.core import Script
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
-from worker.scripted_pipeline import queue_script, run_pipeline
+from worker.scripted_pipeline import queue_script
 
 Verdict = Literal["own", "duplicate", "finished"]
 
@@ -75,20 +75,13 @@ class ClaimStore:
             raise StoreError(f"claiming a cancel failed: {exc}") from exc
         return parse_claim(raw)
 
-    def claim_many(self, entries: Sequence[ClaimEntry]) -> list[Claim]:
-        """Several claims in one round trip (a dispatched batch): one pipeline, same script."""
-
-        def fill(pipe: redis.client.Pipeline) -> None:
-            for e in entries:
-                keys, args = self.claim_call(
-                    e.account, e.identity, e.request_id, e.now_ms, attempt=e.attempt
-                )
-                queue_script(pipe, self._claim, keys, args)
-
-        try:
-            return [parse_claim(raw) for raw in run_pipeline(self._redis, fill, [self._claim])]
-        except redis.RedisError as exc:
-            raise StoreError(f"claiming cancels failed: {exc}") from exc
+    def queue_claim(self, pipe: redis.client.Pipeline, entry: ClaimEntry) -> None:
+        """Queue one claim on ``pipe`` (run it with ``run_pipeline`` and :attr:`scripts`;
+        :func:`parse_claim` reads its reply)."""
+        keys, args = self.claim_call(
+            entry.account, entry.identity, entry.request_id, entry.now_ms, attempt=entry.attempt
+        )
+        queue_script(pipe, self._claim, keys, args)
 
     def claim_call(
         self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool

@@ -17,25 +17,42 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import redis
+
 from cancelq.contract import CancelRequest, parse_cancel
-from cancelq.errors import ContractError
+from cancelq.errors import ContractError, StoreError
 from worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
-from worker.claims import Claim, ClaimEntry
+from worker.claims import Claim, ClaimEntry, parse_claim
 from worker.decisions import Again, Final, RetryPolicy
 from worker.killswitch import KillSwitch, covered_by, kill_covering
 from worker.metrics import safely
 from worker.policy import Action, classify
-from worker.ratelimit.lanes import Admission, Budget
+from worker.ratelimit.lanes import Admission, Budget, lane_name
 from worker.records import Recorder
 from worker.runtime import AccountRuntime, Runtime
+from worker.scripted_pipeline import run_pipeline
 from worker.submission import Submitter
 from worker.tickets import Ticket, now_ms, parked_fields
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_MS = 1000
+
+
+@dataclass(frozen=True)
+class Spent:
+    """The budget units a request spent: members of its lane's log."""
+
+    lane: str  # account:category
+    units: list[str]
+
+
+def reply_came(sent: Sequence[tuple[Ticket, ExchangeReply | None]]) -> bool:
+    """The request reached the exchange (a reply, of any kind); else nothing was counted
+    there after the spend, or it is unknown when: the spend's stamp stands."""
+    return any(reply is not None for _, reply in sent)
 
 
 class CancelPipeline:
@@ -86,24 +103,42 @@ class CancelPipeline:
         else:
             self._admitted(ticket, result.admission)
 
-    def submit(self, items: Sequence[Mapping[str, Any]], task_id: str) -> None:
-        """Cancels a dispatcher took out of one lane, their budget already spent."""
+    def submit(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        task_id: str,
+        *,
+        lane: str = "",
+        spent: str = "",
+        units: int = 0,
+    ) -> None:
+        """Cancels a dispatcher took out of one lane, their budget already spent (``units``
+        log members ``<spent>:1..units``): every item's claim in one round trip, then one
+        request."""
         unparked = [u for u in (self._unpark(item, task_id) for item in items) if u is not None]
+        spent_units = Spent(lane, [f"{spent}:{k}" for k in range(1, units + 1)])
         if not unparked:
             return
-        claims = self.rt.claims.claim_many(
-            [
-                ClaimEntry(r.account, r.identity, request_id, now_ms(), attempt=True)
-                for r, request_id, _ in unparked
-            ]
-        )
+        entries = [
+            ClaimEntry(r.account, r.identity, request_id, now_ms(), attempt=True)
+            for r, request_id, _ in unparked
+        ]
+
+        def fill(pipe: redis.client.Pipeline) -> None:
+            for entry in entries:
+                self.rt.claims.queue_claim(pipe, entry)
+
+        try:
+            replies = run_pipeline(self.rt.redis, fill, self.rt.claims.scripts)
+        except redis.RedisError as exc:
+            raise StoreError(f"claiming dispatched cancels failed: {exc}") from exc
         tickets = []
-        for (request, request_id, account), claim in zip(unparked, claims, strict=True):
-            ticket = self._ticket(request, request_id, account, claim)
+        for (request, request_id, account), raw in zip(unparked, replies, strict=True):
+            ticket = self._ticket(request, request_id, account, parse_claim(raw))
             if ticket is not None:
                 tickets.append(ticket)
         if tickets:
-            self._send(tickets)
+            self._send(tickets, spent_units if lane and spent and units > 0 else None)
 
     def reject(self, fields: Mapping[str, Any], request_id: str, reason: str) -> None:
         self.recorder.reject(fields, request_id, reason)
@@ -210,7 +245,9 @@ class CancelPipeline:
         """Admitted: send it now from this task (parked: the dispatcher has it)."""
         if admission.admitted:
             safely(self.rt.metrics.ratelimit_wait.labels(ticket.alias).observe, 0.0)
-            self._send([replace(ticket, attempts=admission.wait_ms or ticket.attempts + 1)])
+            lane = lane_name(ticket.alias, ticket.category)
+            spent = Spent(lane, [admission.unit]) if admission.unit else None
+            self._send([replace(ticket, attempts=admission.wait_ms or ticket.attempts + 1)], spent)
 
     def _budget(self, ticket: Ticket) -> Budget:
         settings = self.rt.settings
@@ -224,8 +261,10 @@ class CancelPipeline:
             per_item=account.batch_counts_items,
         )
 
-    def _send(self, tickets: Sequence[Ticket]) -> None:
-        """Sign & submit, classify each reply, then record or try again."""
+    def _send(self, tickets: Sequence[Ticket], spent: Spent | None) -> None:
+        """Sign & submit, classify each reply, then record or try again. The budget units
+        ``spent`` on the request are moved to the reply's time in the same round trip as the
+        outcomes (``restamp.lua``: the lane's window then covers the exchange's)."""
         self._sync_clock()
         path, sent = self.submitter.send(tickets)
         endpoint = ENDPOINT_LABELS[path]
@@ -241,7 +280,15 @@ class CancelPipeline:
                 finals.append((ticket, decision, reply))
             else:
                 again.append((ticket, decision))
-        self.recorder.finish_many(finals)  # one round trip for a whole batch's outcomes
+        also = None
+        if spent is not None and reply_came(sent):
+            lane, units = spent.lane, spent.units
+
+            def also(pipe: redis.client.Pipeline) -> None:
+                self.lanes.queue_restamp(pipe, lane, units)
+
+        # one round trip for a whole batch's outcomes and the restamp
+        self.recorder.finish_many(finals, also=also, also_scripts=self.lanes.scripts)
         for ticket, decision in again:
             self._again(ticket, decision)
 

@@ -7,10 +7,11 @@ cancel the confirmation expectation rides in the same round trip.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from cancelq.confirmations import expect
 from cancelq.contract import REQUEST_ID_RE, CancelRequest
@@ -40,18 +41,25 @@ class Recorder:
         return self.finish_many([(ticket, final, reply)])[0]
 
     def finish_many(
-        self, finals: Sequence[tuple[Ticket, Final, ExchangeReply | None]]
+        self,
+        finals: Sequence[tuple[Ticket, Final, ExchangeReply | None]],
+        *,
+        also: Callable[[redis.client.Pipeline], None] | None = None,
+        also_scripts: Sequence[Script] = (),
     ) -> list[Outcome]:
-        """Record final outcomes; several (a batch's) go in one pipelined round trip."""
+        """Record final outcomes; several (a batch's) go in one pipelined round trip, with
+        whatever ``also`` queues (its scripts in ``also_scripts``)."""
         outcomes = [_outcome(ticket, final, reply) for ticket, final, reply in finals]
-        if len(finals) == 1 and not self._confirms(outcomes[0]):
+        if also is not None or len(finals) > 1 or (finals and self._confirms(outcomes[0])):
+            self._store_many(
+                outcomes, [(t.request, f.keep) for t, f, _ in finals], also, also_scripts
+            )
+        elif finals:
             ticket, final, _ = finals[0]
             request = ticket.request
             self.rt.claims.finish(
                 outcomes[0], account=request.account, identity=request.identity, keep=final.keep
             )
-        elif finals:
-            self._store_many(outcomes, [(t.request, f.keep) for t, f, _ in finals])
         for (ticket, _, reply), outcome in zip(finals, outcomes, strict=True):
             request = ticket.request
             if reply is not None and request.enqueuedAt is not None:
@@ -122,13 +130,19 @@ class Recorder:
         )
 
     def _store_many(
-        self, outcomes: Sequence[Outcome], requests: Sequence[tuple[CancelRequest, bool]]
+        self,
+        outcomes: Sequence[Outcome],
+        requests: Sequence[tuple[CancelRequest, bool]],
+        also: Callable[[redis.client.Pipeline], None] | None = None,
+        also_scripts: Sequence[Script] = (),
     ) -> None:
-        """Outcomes, claims and confirmation expectations in one pipeline."""
+        """Outcomes, claims, confirmation expectations and ``also`` in one pipeline."""
         deadline_s = self.rt.settings.confirm_deadline_s
         claims = self.rt.claims
 
         def fill(pipe: redis.client.Pipeline) -> None:
+            if also is not None:
+                also(pipe)
             for outcome, (request, keep) in zip(outcomes, requests, strict=True):
                 claims.finish(
                     outcome,
@@ -149,7 +163,7 @@ class Recorder:
                     )
 
         try:
-            run_pipeline(self.rt.redis, fill, claims.scripts)
+            run_pipeline(self.rt.redis, fill, [*claims.scripts, *also_scripts])
         except redis.RedisError as exc:
             raise StoreError(f"recording outcomes failed: {exc}") from exc
 

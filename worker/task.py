@@ -70,12 +70,29 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
     public(KILL_TASK_NAME, CancelPipeline.kill)
 
     @app.task(name=SUBMIT_TASK, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
-    def submit(self: Task, lane: str = "", items: list[Any] | None = None) -> None:
-        """``lane`` names the (account:category) the dispatcher took ``items`` from."""
-        del lane  # the items carry their account and category
+    def submit(
+        self: Task,
+        lane: str = "",
+        items: list[Any] | None = None,
+        spent: str = "",
+        units: int = 0,
+    ) -> None:
+        """``lane`` names the (account:category) the dispatcher took ``items`` from; ``spent``
+        and ``units`` the budget units it spent on them (``dispatch.lua``)."""
         pipeline = provider()
         task_id = str(self.request.id)
-        _guarded(self, pipeline, lambda: pipeline.submit(items or [], task_id))
+        _guarded(
+            self,
+            pipeline,
+            lambda: pipeline.submit(
+                items or [], task_id, lane=lane, spent=spent, units=_int(units)
+            ),
+        )
+
+
+def _int(value: object) -> int:
+    """A count from a message, 0 when it is not one (an old or foreign message)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _guarded(task: Task, pipeline: CancelPipeline, work: Callable[[], None]) -> None:

@@ -30,6 +30,9 @@ def session(alias: str) -> Any:
             recv_window=5000,
         )
         http.endpoint = config.base_url
+        ca_file = os.environ.get("REQUESTS_CA_BUNDLE")
+        if ca_file:  # pybit sends prepared requests, which never read requests' CA variable
+            http.client.verify = ca_file
         _sessions[key] = http
     return _sessions[key]
 

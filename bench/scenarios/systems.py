@@ -132,6 +132,7 @@ def post_loop(ctx: Context, key: Key, count: int = 400) -> dict[str, list[float]
                 data=body,
                 headers=signed_headers(account, body),
                 timeout=10,
+                verify=stack.ca_file or True,
             )
             sent[link] = (t0, time.time() * 1000)
     receipts = load.receipt_times(load.sim_records(stack, key, since))

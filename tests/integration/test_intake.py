@@ -14,7 +14,7 @@ from cancelq.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
 from tests.support import Stack, cancel
-from worker.claims import ClaimEntry, ClaimStore
+from worker.claims import ClaimEntry, ClaimStore, parse_claim
 from worker.intake import Intake
 from worker.ratelimit.lanes import Budget, Lanes
 from worker.scripted_pipeline import run_pipeline
@@ -74,6 +74,9 @@ def test_the_owner_is_admitted_in_the_same_round_trip(
     assert first.admission is not None
     assert first.admission.admitted
     assert first.admission.wait_ms == 1  # the attempt counted on the claim
+    assert first.admission.unit is not None
+    log = client.zrange(f"{KEYS.lane('acct:spot')}:log", 0, -1)
+    assert log == [first.admission.unit.encode()]
     assert client.hget(KEYS.claim("acct", IDENTITY), "state") == b"inflight"
     assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 1
 
@@ -116,7 +119,12 @@ def test_pipelined_claims_and_outcomes_survive_a_flushed_script_cache(
     now = int(time.time() * 1000)
     entries = [ClaimEntry("acct", f"spot:link:{i}", f"r{i}", now, attempt=True) for i in range(5)]
     client.script_flush()
-    got = claims.claim_many(entries)
+
+    def claim_all(pipe: redis.client.Pipeline) -> None:
+        for entry in entries:
+            claims.queue_claim(pipe, entry)
+
+    got = [parse_claim(raw) for raw in run_pipeline(client, claim_all, claims.scripts)]
     assert [(c.verdict, c.attempts) for c in got] == [("own", 1)] * 5
 
     client.script_flush()
@@ -154,3 +162,40 @@ def test_a_backlog_leaves_in_batches_and_every_cancel_is_answered(stack: Stack) 
     assert endpoints["order/cancel"] + endpoints["order/cancel-batch"] < 30
     counts = stack.sim.admin.cancel_counts(since_ms=since)["orderLinkId"]
     assert {link: counts.get(link) for link in links} == dict.fromkeys(links, 1)
+
+
+def test_a_dispatched_batch_counts_its_units_from_its_reply(
+    client: redis.Redis, lanes: Lanes
+) -> None:
+    """dispatch.lua spends a batch's units when it queues the message and names them in it;
+    restamp.lua moves them to the reply, so the lane's window covers the exchange's."""
+    for i in range(3):
+        admission = lanes.admit(
+            account="acct",
+            category="spot",
+            budget=SPOT,
+            request_id=f"r{i}",
+            item_json=json.dumps({"requestId": f"r{i}"}),
+            delay_ms=0,
+            claim_key=KEYS.claim("acct", f"spot:link:{i}"),
+            coalesce=True,
+        )
+        assert not admission.admitted
+    assert lanes.dispatch("q").dispatched == 3
+    message = json.loads(client.rpop("q") or b"{}")
+    kwargs = json.loads(message["body"])[1]
+    assert (kwargs["lane"], kwargs["units"], len(kwargs["items"])) == ("acct:spot", 3, 3)
+    log = f"{KEYS.lane('acct:spot')}:log"
+    spent = dict(client.zrange(log, 0, -1, withscores=True))
+    assert len(spent) == 3
+    time.sleep(0.05)
+
+    def restamp(pipe: redis.client.Pipeline) -> None:
+        units = [f"{kwargs['spent']}:{k}" for k in range(1, kwargs["units"] + 1)]
+        lanes.queue_restamp(pipe, "acct:spot", units)
+
+    assert run_pipeline(client, restamp, lanes.scripts) == [3]
+    moved = dict(client.zrange(log, 0, -1, withscores=True))
+    assert moved.keys() == spent.keys()
+    assert all(moved[m] >= spent[m] + 40 for m in spent)
+    assert 0 < client.pttl(log) <= 2 * SPOT.window_ms

@@ -19,7 +19,8 @@
 -- ARGV[9]  ttl in ms of parked items and lane keys (a safety net, far beyond any wait)
 -- ARGV[10] claim lease in ms, renewed when the cancel is admitted
 -- ARGV[11] "1": park it even when the budget allows now (coalesce a backlog into batches)
--- Returns {1, attempts}: send now (a unit is spent; the claim counts this attempt), or
+-- Returns {1, attempts, unit}: send now (a unit is spent, the log's member named unit; the
+--         claim counts this attempt), or
 --         {0, delay}: parked (the claim's lease now covers the wait).
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -37,14 +38,15 @@ if delay == 0 and ARGV[11] ~= '1' and tonumber(redis.call('GET', KEYS[3]) or '0'
    and redis.call('ZCOUNT', KEYS[2], '-inf', now_us) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
   if redis.call('ZCARD', KEYS[1]) < limit then
-    redis.call('ZADD', KEYS[1], now, ARGV[3] .. '@' .. now)
+    local unit = ARGV[3] .. '@' .. now
+    redis.call('ZADD', KEYS[1], now, unit)
     redis.call('PEXPIRE', KEYS[1], window * 2)
     local attempts = 0
     if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
       attempts = redis.call('HINCRBY', KEYS[7], 'attempts', 1)
       redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[10]), 'state', 'inflight')
     end
-    return {1, attempts}
+    return {1, attempts, unit}
   end
 end
 

@@ -20,12 +20,12 @@ local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local prefix, task, queue, idp = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 local sent, made = 0, 0
 
-local function message(lane, payloads)
-  made = made + 1
-  local id = idp .. '-' .. made
+-- the message of one batch; "spent"/"units" name its budget units in the lane's log
+-- (<id>:1..units), which the submit task moves to its send time (restamp.lua)
+local function message(lane, id, payloads, units)
   local body = '[[],{"lane":' .. cjson.encode(lane) .. ',"items":[' ..
-    table.concat(payloads, ',') .. ']},{"callbacks":null,"errbacks":null,"chain":null,' ..
-    '"chord":null}]'
+    table.concat(payloads, ',') .. '],"spent":"' .. id .. '","units":' .. units ..
+    '},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
   return '{"body":' .. cjson.encode(body) .. ',"content-encoding":"utf-8",' ..
     '"content-type":"application/json","headers":{"lang":"py","task":' .. cjson.encode(task) ..
     ',"id":"' .. id .. '","shadow":null,"eta":null,"expires":null,"group":null,' ..
@@ -72,10 +72,12 @@ local function serve(name)
         end
       end
       if #payloads > 0 then
-        redis.call('RPUSH', KEYS[2], message(name, payloads))
         local units = 1
         if per_item then units = #payloads end
-        spend(log, idp .. '-' .. made, units)
+        made = made + 1
+        local id = idp .. '-' .. made
+        redis.call('RPUSH', KEYS[2], message(name, id, payloads, units))
+        spend(log, id, units)
         used = used + units
         sent = sent + #payloads
       end

@@ -16,9 +16,11 @@ from importlib import resources
 from typing import Final
 
 import redis
+from redis.commands.core import Script
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
+from worker.scripted_pipeline import queue_script
 
 #: Bybit's cancel-batch caps: 10 items for spot, 20 for the others.
 BATCH_CAP: Final = {"spot": 10, "linear": 20, "inverse": 20, "option": 20}
@@ -53,7 +55,8 @@ class Budget:
 @dataclass(frozen=True)
 class Admission:
     admitted: bool
-    wait_ms: int
+    wait_ms: int  # admitted: the claim's attempts; parked: the delay
+    unit: str | None = None  # admitted: the budget unit spent (its member in the lane's log)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,11 @@ class DispatchResult:
 
 
 def parse_admission(raw: Sequence[object]) -> Admission:
-    """An Admission from ``admit.lua``'s reply: {1, attempts} admitted, {0, delay} parked."""
-    admitted, wait_ms = raw
-    return Admission(bool(admitted), int(str(wait_ms)))
+    """An Admission from ``admit.lua``'s reply: {1, attempts, unit} admitted, {0, delay}
+    parked."""
+    admitted, wait_ms = raw[0], raw[1]
+    unit = _text(raw[2]) if len(raw) > 2 else None
+    return Admission(bool(admitted), int(str(wait_ms)), unit)
 
 
 def lane_name(account: str, category: str) -> str:
@@ -87,6 +92,7 @@ class Lanes:
         self._dispatch = client.register_script(_script("dispatch.lua"))
         self._pause = client.register_script(_script("pause.lua"))
         self._acquire = client.register_script(_script("acquire.lua"))
+        self._restamp = client.register_script(_script("restamp.lua"))
 
     def admit(
         self,
@@ -171,6 +177,17 @@ class Lanes:
         except redis.RedisError as exc:
             raise StoreError(f"dispatching parked cancels failed: {exc}") from exc
         return DispatchResult(int(dispatched), int(next_ms), int(lanes))
+
+    @property
+    def scripts(self) -> list[Script]:
+        """The scripts a pipeline may queue through :meth:`queue_restamp`."""
+        return [self._restamp]
+
+    def queue_restamp(self, pipe: redis.client.Pipeline, lane: str, units: Sequence[str]) -> None:
+        """Queue, on ``pipe``: the request that spent ``units`` of ``lane``
+        (``account:category``) got its reply now; they count from now (``restamp.lua``)."""
+        base = self._keys.lane(lane)
+        queue_script(pipe, self._restamp, [f"{base}:log", f"{base}:cfg"], list(units))
 
     def pause(self, account: str, category: str, duration_ms: int) -> None:
         """The exchange said stop (10006/429): nothing leaves this lane for ``duration_ms``."""
