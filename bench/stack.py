@@ -100,6 +100,13 @@ class _Standby:
     frozen: bool = False
 
 
+def _stopped(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return True
+
+
 def _dead(proc: psutil.Process) -> bool:
     """Gone, or a zombie: a killed pool child waits for its reaper, but runs no more."""
     try:
@@ -237,6 +244,14 @@ class WorkerSet:
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, sig)
+
+    def wait_stopped(self, timeout_s: float = 2.0) -> None:
+        """Until every process of the set is stopped (SIGSTOP is not instantaneous: a process
+        runs on until the kernel delivers it), so nothing of it runs into a measurement."""
+        deadline = time.monotonic() + timeout_s
+        tree = self.tree()
+        while time.monotonic() < deadline and not all(_stopped(p) for p in tree):
+            time.sleep(0.005)
 
     def kill(self, timeout_s: float = 5.0) -> None:
         """SIGKILL every process group of the set now and reap the mains.
@@ -463,6 +478,7 @@ class Stack:
             if not standby.frozen:
                 standby.ws.wait_ready()
                 standby.ws.signal_all(signal.SIGSTOP)
+                standby.ws.wait_stopped()
                 standby.frozen = True
 
     def _drop_standby(self, specs: Sequence[SetSpec] | None = None) -> None:
