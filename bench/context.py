@@ -41,14 +41,14 @@ QUICK = Sizes(
     "quick",
     1,
     120,  # 6 windows: with fewer the steady-rate estimate reads low and flips the 95 % target
-    (30,),
+    (10,),
     500,  # 25 s of backlog at 20/s: outlasts the 3 s cold stream
     3.0,
     60,
     400,
     (10, 1000),
     400,
-    1.5,  # 300 samples at 200/s
+    3.0,  # 300 samples at 100/s
     (400, 1200),
     150,
     1.5,
@@ -58,7 +58,7 @@ FULL = Sizes(
     "full",
     3,
     2000,
-    (0, 10, 30, 60),
+    (0, 10, 30),
     5000,
     30.0,
     1000,

@@ -61,7 +61,7 @@ def draw(results: Results, out: Path) -> None:
         plots.cdf(
             series["latency"],
             out / "latency_cdf.png",
-            "enqueue → outcome recorded, 200/s offered",
+            f"enqueue → outcome recorded, {systems.OFFERED_RATE:.0f}/s offered",
         )
     if "hol" in series:
         plots.cdf(

@@ -97,8 +97,10 @@ class Settings(BaseSettings):
     batch request clears a backlog faster than many single ones. 0 disables it."""
     ratelimit_margin: float = Field(0.0, ge=0, lt=1)
     """Share of each key's rate_limit_per_s kept unused (0.1 = use 90%)."""
-    ratelimit_window_pad_ms: int = Field(30, ge=0, le=1000)
-    """The limiter's window is 1 s plus this, absorbing jitter between our clock and arrival."""
+    ratelimit_window_pad_ms: int = Field(10, ge=0, le=1000)
+    """The limiter's window is 1 s plus this. Units count from each request's reply, which
+    comes after its arrival at the exchange, so no pad is needed in principle (0 measured
+    safe); 10 ms is a margin for clock-rate differences."""
 
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

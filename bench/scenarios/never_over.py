@@ -17,7 +17,7 @@ from bench.stack import Key
 
 PROCESSES = 4
 LIMIT = 20
-DEFAULT_PAD_MS = 30  # CANCELQ_RATELIMIT_WINDOW_PAD_MS's default
+DEFAULT_PAD_MS = 10  # CANCELQ_RATELIMIT_WINDOW_PAD_MS's default
 
 
 def steady_rate(records: list[dict[str, Any]]) -> float:

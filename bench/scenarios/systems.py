@@ -29,7 +29,10 @@ from bench.stack import Key, SetSpec, WorkerSet
 from cancelq.accounts import load_accounts
 
 SYSTEMS = ("cancelq", "naive", "pybit", "floor")
-OFFERED_RATE = 200.0
+#: Below every system's capacity on this machine (the issue's example is 200/s): over HTTPS
+#: the naive baseline peaks near 160/s with 2 processes here, and a system past its capacity
+#: measures its queue, not its latency.
+OFFERED_RATE = 100.0
 REWARM = 50  # before the latency phase, in a set the throughput phase already warmed
 FLOOR_NOOP = {"BENCH_RECORD": "0", "BENCH_FLOOR": "noop"}
 FLOOR_NOOP_RECORDED = {"BENCH_FLOOR": "noop", "BENCH_RECORD": "1"}

@@ -48,6 +48,20 @@ def lanes(client: redis.Redis) -> Lanes:
     return Lanes(client, KEYS, park_ttl_s=60, lease_ms=30_000)
 
 
+def busy(lanes: Lanes) -> None:
+    """A unit spent on the lane just now: it is busy (``COALESCE_BUSY_MS``)."""
+    admission = lanes.admit(
+        account="acct",
+        category="spot",
+        budget=SPOT,
+        request_id="hot",
+        item_json=json.dumps({"requestId": "hot"}),
+        delay_ms=0,
+        claim_key=KEYS.claim("acct", "spot:link:hot"),
+    )
+    assert admission.admitted
+
+
 def take(  # type: ignore[no-untyped-def]
     client: redis.Redis, claims: ClaimStore, lanes: Lanes, rid: str, *, coalesce: bool = False
 ):
@@ -91,14 +105,23 @@ def test_a_duplicate_is_not_admitted_and_spends_nothing(
     assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 1
 
 
-def test_coalesce_parks_it_although_the_budget_allows(
+def test_coalesce_on_an_idle_lane_sends_at_once(
     client: redis.Redis, claims: ClaimStore, lanes: Lanes
 ) -> None:
     result = take(client, claims, lanes, "r1", coalesce=True)
     assert result.admission is not None
+    assert result.admission.admitted  # nothing to batch with: a batch of one costs more
+
+
+def test_coalesce_on_a_busy_lane_parks_it_although_the_budget_allows(
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes
+) -> None:
+    busy(lanes)
+    result = take(client, claims, lanes, "r1", coalesce=True)
+    assert result.admission is not None
     assert not result.admission.admitted
     assert client.zcard(KEYS.lane("acct:spot")) == 1
-    assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 0
+    assert client.zcard(f"{KEYS.lane('acct:spot')}:log") == 1  # the busy lane's own unit
     assert client.hget(KEYS.claim("acct", IDENTITY), "state") == b"parked"
 
 
@@ -169,6 +192,7 @@ def test_a_dispatched_batch_counts_its_units_from_its_reply(
 ) -> None:
     """dispatch.lua spends a batch's units when it queues the message and names them in it;
     restamp.lua moves them to the reply, so the lane's window covers the exchange's."""
+    busy(lanes)
     for i in range(3):
         admission = lanes.admit(
             account="acct",
@@ -186,7 +210,8 @@ def test_a_dispatched_batch_counts_its_units_from_its_reply(
     kwargs = json.loads(message["body"])[1]
     assert (kwargs["lane"], kwargs["units"], len(kwargs["items"])) == ("acct:spot", 3, 3)
     log = f"{KEYS.lane('acct:spot')}:log"
-    spent = dict(client.zrange(log, 0, -1, withscores=True))
+    prefix = kwargs["spent"].encode()
+    spent = {m: t for m, t in client.zrange(log, 0, -1, withscores=True) if m.startswith(prefix)}
     assert len(spent) == 3
     time.sleep(0.05)
 
@@ -195,7 +220,7 @@ def test_a_dispatched_batch_counts_its_units_from_its_reply(
         lanes.queue_restamp(pipe, "acct:spot", units)
 
     assert run_pipeline(client, restamp, lanes.scripts) == [3]
-    moved = dict(client.zrange(log, 0, -1, withscores=True))
+    moved = {m: t for m, t in client.zrange(log, 0, -1, withscores=True) if m.startswith(prefix)}
     assert moved.keys() == spent.keys()
     assert all(moved[m] >= spent[m] + 40 for m in spent)
     assert 0 < client.pttl(log) <= 2 * SPOT.window_ms

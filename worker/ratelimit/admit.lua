@@ -18,7 +18,9 @@
 -- ARGV[8]  "1": a batch costs one unit per item; "0": one unit per request
 -- ARGV[9]  ttl in ms of parked items and lane keys (a safety net, far beyond any wait)
 -- ARGV[10] claim lease in ms, renewed when the cancel is admitted
--- ARGV[11] "1": park it even when the budget allows now (coalesce a backlog into batches)
+-- ARGV[11] coalesce window in ms (0: never): park it even when the budget allows now if the
+--          lane spent a unit (or saw a reply) this recently, so a backlog on a busy lane leaves
+--          in batches; an idle lane has nothing to batch with, so its cancel goes at once
 -- Returns {1, attempts, unit}: send now (a unit is spent, the log's member named unit; the
 --         claim counts this attempt), or
 --         {0, delay}: parked (the claim's lease now covers the wait).
@@ -34,7 +36,9 @@ redis.call('PEXPIRE', KEYS[6], ARGV[9])
 -- the exchange may announce a lower limit (X-Bapi-Limit) than configured: obey the lower
 limit = math.min(limit, tonumber(redis.call('HGET', KEYS[6], 'exchange_limit') or limit))
 
-if delay == 0 and ARGV[11] ~= '1' and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
+local coalesce = tonumber(ARGV[11] or '0')
+local busy = coalesce > 0 and redis.call('ZCOUNT', KEYS[1], now - coalesce, '+inf') > 0
+if delay == 0 and not busy and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
    and redis.call('ZCOUNT', KEYS[2], '-inf', now_us) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
   if redis.call('ZCARD', KEYS[1]) < limit then

@@ -25,6 +25,10 @@ from worker.scripted_pipeline import queue_script
 #: Bybit's cancel-batch caps: 10 items for spot, 20 for the others.
 BATCH_CAP: Final = {"spot": 10, "linear": 20, "inverse": 20, "option": 20}
 SUBMIT_TASK: Final = "cancelq.submit"
+#: A lane that spent a unit this recently is busy: a late cancel there joins the next batch.
+#: On an idle lane it has nothing to batch with, and a batch of one costs more than a cancel
+#: sent at once (measured: 1,000 keys, 400 cancels: 77 vs 42 Redis commands per cancel).
+COALESCE_BUSY_MS: Final = 20
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,9 @@ class Lanes:
         claim_key: str,
         coalesce: bool = False,
     ) -> Admission:
-        """Spend a unit now (admitted) or park the cancel; ``coalesce`` parks it regardless, so
-        the dispatcher sends it in the lane's next batch."""
+        """Spend a unit now (admitted) or park the cancel; ``coalesce`` parks it when the lane
+        is busy (a unit in the last ``COALESCE_BUSY_MS``), so the dispatcher sends it in the
+        lane's next batch."""
         keys, args = self.admit_call(
             account=account,
             category=category,
@@ -159,7 +164,7 @@ class Lanes:
             int(budget.per_item),
             self._park_ttl_ms,
             self._lease_ms,
-            int(coalesce),
+            COALESCE_BUSY_MS if coalesce else 0,
         ]
         return keys, args
 
