@@ -4,12 +4,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from cancelq.embedded_redis import RedisServer
 from simulator.testing import SimulatorProcess
 from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """A Redis of the module's own, for the scripts' tests (no worker, no simulator)."""
+    with RedisServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: RedisServer) -> redis.Redis:
+    """A client of that Redis, emptied for each test."""
+    client = redis.Redis.from_url(server.url)
+    client.flushdb()
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from cancelq.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
 from tests.support import Stack, cancel
@@ -23,19 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 KEYS = Keys()
 SPOT = Budget(limit=5, window_ms=1000, batch=10, per_item=True)
 IDENTITY = "spot:link:L1"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: RedisServer) -> redis.Redis:
-    client = redis.Redis.from_url(server.url)
-    client.flushdb()
-    return client
 
 
 @pytest.fixture

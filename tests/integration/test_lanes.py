@@ -5,31 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from cancelq.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from worker.ratelimit.lanes import Budget, Lanes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEYS = Keys()
 SPOT = Budget(limit=5, window_ms=1000, batch=10, per_item=True)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: RedisServer) -> redis.Redis:
-    client = redis.Redis.from_url(server.url)
-    client.flushdb()
-    return client
 
 
 @pytest.fixture
