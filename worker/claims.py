@@ -47,7 +47,6 @@ class ClaimStore:
         dedup_ttl_s: int,
         outcome_ttl_s: int,
     ) -> None:
-        self._redis = client
         self._keys = keys
         self._lease_ms = int(lease_s * 1000)
         self._dedup_ttl_ms = dedup_ttl_s * 1000

@@ -116,7 +116,6 @@ class CancelPipeline:
         log members ``<spent>:1..units``): every item's claim in one round trip, then one
         request."""
         unparked = [u for u in (self._unpark(item, task_id) for item in items) if u is not None]
-        spent_units = Spent(lane, [f"{spent}:{k}" for k in range(1, units + 1)])
         if not unparked:
             return
         entries = [
@@ -138,7 +137,8 @@ class CancelPipeline:
             if ticket is not None:
                 tickets.append(ticket)
         if tickets:
-            self._send(tickets, spent_units if lane and spent and units > 0 else None)
+            members = [f"{spent}:{k}" for k in range(1, units + 1)]
+            self._send(tickets, Spent(lane, members) if lane and spent and members else None)
 
     def reject(self, fields: Mapping[str, Any], request_id: str, reason: str) -> None:
         self.recorder.reject(fields, request_id, reason)
