@@ -1,7 +1,7 @@
 """Confirmations: did an accepted cancel really cancel the order, or did it fill first?
 
 Bybit's reply to a cancel means *accepted*. When the worker records a ``cancelled`` outcome it
-also registers an expectation (:func:`expect`): the request id joins the pending set with a
+also registers an :class:`Expectation`: the request id joins the pending set with a
 deadline, and is indexed under its (account, orderId) so the confirmer, following the private
 order stream (or polling ``/v5/order/realtime``), can resolve it. The confirmer writes one
 :class:`ConfirmationRecord` per request, readable like an outcome (:class:`ConfirmationReader`).
@@ -72,25 +72,33 @@ class ConfirmationRecord(BaseModel):
         return max(0.0, (self.confirmedAt - self.acceptedAt) / 1000)
 
 
-def expect(
-    pipe: redis.client.Pipeline,
-    keys: Keys,
-    *,
-    request_id: str,
-    account: str,
-    order_id: str,
-    deadline_ms: int,
-    ttl_s: int,
-) -> None:
-    """Queue, on ``pipe``, the expectation that ``order_id`` reaches a final state.
+@dataclass(frozen=True)
+class Expectation:
+    """That an accepted cancel's order reaches a final state, by ``deadline_ms``.
 
-    The watch set is written before the pending entry: the confirmer relies on that order
-    (``confirmer/store.py``) so a final state pushed at the same moment is never missed.
+    The worker registers it in the same script that records the cancel's outcome
+    (``worker/finish.lua``): the watch set and the pending entry appear together with the
+    outcome, or not at all, and only when the outcome is new and no confirmation exists yet.
+    A final state the stream saw before that moment is found by the sweep's first sight
+    (``confirmer/store.py``); one seen after it finds the watch set.
     """
-    watch = keys.confirm_watch(account, order_id)
-    pipe.sadd(watch, request_id)
-    pipe.expire(watch, ttl_s)
-    pipe.zadd(keys.confirm_pending(), {request_id: deadline_ms})
+
+    account: str
+    order_id: str
+    deadline_ms: int
+    ttl_s: int
+
+    def script_keys(self, keys: Keys, request_id: str) -> list[str]:
+        """KEYS[5..7] of ``finish.lua``: the confirmation, the watch set, the pending set."""
+        return [
+            keys.confirmation(request_id),
+            keys.confirm_watch(self.account, self.order_id),
+            keys.confirm_pending(),
+        ]
+
+    def script_args(self) -> list[str | int]:
+        """ARGV[6..7] of ``finish.lua``."""
+        return [self.deadline_ms, self.ttl_s]
 
 
 class ConfirmationReader:

@@ -2,11 +2,16 @@
 
 Ordering that makes "stream message before expectation" safe (both orders of arrival)::
 
-    stream:  SET final:<acct>:<order>   then  SMEMBERS watch:<acct>:<order>  -> resolve those
-    worker:  SADD watch:<acct>:<order>  then  ZADD pending <rid>
+    stream:  MULTI SET final:<acct>:<order>, SMEMBERS watch:<acct>:<order> EXEC -> resolve those
+    worker:  finish.lua: outcome + SADD watch:<acct>:<order> + ZADD pending <rid>, one step
     sweep:   first sight of <rid> in pending  -> GET final:<acct>:<order>  -> resolve if known
 
-Whichever runs second sees what the first wrote. Confirmations are ``SET NX``: the first one
+Both sides are atomic, so one runs wholly before the other: the second sees what the first
+wrote. The stream resolves what already watches the order; the sweep resolves what registered
+after the final state was seen. A request's watch entry exists only together with its outcome
+and its pending entry (never a confirmation "account unknown" for an outcome not yet written),
+and a confirmed request is never put back into pending (``finish.lua`` registers only with a new
+outcome and while no confirmation exists). Confirmations are ``SET NX``: the first one
 wins, a later duplicate (second ``Filled`` push, a REST answer racing the stream) changes nothing.
 Redis errors become :class:`~cancelq.errors.StoreError` here.
 """
@@ -57,7 +62,7 @@ class ConfirmationStore:
     def remember_final(self, account: str, order_id: str, state: FinalState) -> list[str]:
         """Record the final state, then return the request ids waiting for it."""
         try:
-            with self._redis.pipeline(transaction=False) as pipe:
+            with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(
                     self.keys.confirm_final(account, order_id),
                     state.to_json(),

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import redis
 from redis.commands.core import Script
 
+from cancelq.confirmations import Expectation
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
@@ -109,19 +110,21 @@ class ClaimStore:
         identity: str | None,
         keep: bool,
         client: redis.client.Pipeline | None = None,
+        expectation: Expectation | None = None,
     ) -> bool:
-        """Record ``outcome`` (first one wins) and keep or release the identity's claim.
+        """Record ``outcome`` (first one wins) and keep or release the identity's claim; with
+        ``expectation``, register it in the same step (only when the outcome is new).
 
         With ``client`` (a pipeline) the script is only queued by SHA (run the pipeline with
         :func:`worker.scripted_pipeline.run_pipeline` and :attr:`scripts`); returns False then.
         """
+        claim = "" if account is None or identity is None else self._keys.claim(account, identity)
         keys = [
             self._keys.outcome(outcome.requestId),
             self._keys.outbox(),
             self._keys.outbox_messages(),
+            claim,
         ]
-        if account is not None and identity is not None:
-            keys.append(self._keys.claim(account, identity))
         args: list[str | int] = [
             outcome.to_json(),
             self._outcome_ttl_ms,
@@ -129,6 +132,9 @@ class ClaimStore:
             int(keep),
             self._dedup_ttl_ms,
         ]
+        if expectation is not None:
+            keys.extend(expectation.script_keys(self._keys, outcome.requestId))
+            args.extend(expectation.script_args())
         if client is not None:
             queue_script(client, self._finish, keys, args)
             return False

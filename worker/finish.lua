@@ -1,20 +1,28 @@
--- Record a request's final outcome, settle its identity's claim and clear its outbox entry,
--- in one step.
+-- Record a request's final outcome, settle its identity's claim, clear its outbox entry and,
+-- for an accepted cancel, register its confirmation expectation, in one step.
 -- KEYS[1]  outcome key of the request
 -- KEYS[2]  outbox zset (request id -> ms it was last seen waiting)
 -- KEYS[3]  outbox message hash (request id -> the message as pushed)
--- KEYS[4]  (optional) claim hash of the request's identity
+-- KEYS[4]  claim hash of the request's identity, or "" when the outcome settles no claim
+-- KEYS[5]  (optional, with 6 and 7) confirmation key of the request
+-- KEYS[6]  watch set of the (account, orderId) the confirmation follows
+-- KEYS[7]  pending confirmations zset (request id -> deadline ms)
 -- ARGV[1]  outcome JSON
 -- ARGV[2]  outcome ttl in ms
 -- ARGV[3]  request id
 -- ARGV[4]  "1": keep the identity deduplicated for ARGV[5] ms; "0": release it so a later
 --          request for the same cancel is sent again (used after failures)
 -- ARGV[5]  dedup ttl in ms
+-- ARGV[6]  (with KEYS[5..7]) confirmation deadline, epoch ms
+-- ARGV[7]  (with KEYS[5..7]) watch set ttl in seconds
 -- Returns 1 when this outcome was recorded, 0 when the request already had one (first wins).
+-- The expectation is registered only with a new outcome and while no confirmation exists: a
+-- repeated finish (a re-run after NOSCRIPT, a takeover's second attempt) never puts an already
+-- confirmed request back into the pending set.
 local written = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[3])
-if #KEYS > 3 and redis.call('HGET', KEYS[4], 'owner') == ARGV[3] then
+if KEYS[4] ~= '' and redis.call('HGET', KEYS[4], 'owner') == ARGV[3] then
   if ARGV[4] == '1' then
     redis.call('HSET', KEYS[4], 'state', 'done')
     redis.call('PEXPIRE', KEYS[4], ARGV[5])
@@ -22,7 +30,12 @@ if #KEYS > 3 and redis.call('HGET', KEYS[4], 'owner') == ARGV[3] then
     redis.call('DEL', KEYS[4])
   end
 end
-if written then
-  return 1
+if not written then
+  return 0
 end
-return 0
+if #KEYS >= 7 and redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('SADD', KEYS[6], ARGV[3])
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
+  redis.call('ZADD', KEYS[7], ARGV[6], ARGV[3])
+end
+return 1

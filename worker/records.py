@@ -1,7 +1,7 @@
 """The record stage: one final outcome per request, with its metrics and its log line.
 
-Writing the outcome and settling the dedup claim is one script (``finish.lua``); for an accepted
-cancel the confirmation expectation rides in the same round trip.
+Writing the outcome, settling the dedup claim and, for an accepted cancel, registering the
+confirmation expectation is one script (``finish.lua``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from cancelq.confirmations import expect
+from cancelq.confirmations import Expectation
 from cancelq.contract import REQUEST_ID_RE, CancelRequest
 from cancelq.errors import StoreError
 from cancelq.outcomes import Outcome, Status
@@ -50,7 +50,7 @@ class Recorder:
         """Record final outcomes; several (a batch's) go in one pipelined round trip, with
         whatever ``also`` queues (its scripts in ``also_scripts``)."""
         outcomes = [_outcome(ticket, final, reply) for ticket, final, reply in finals]
-        if also is not None or len(finals) > 1 or (finals and self._confirms(outcomes[0])):
+        if also is not None or len(finals) > 1:
             self._store_many(
                 outcomes, [(t.request, f.keep) for t, f, _ in finals], also, also_scripts
             )
@@ -58,7 +58,11 @@ class Recorder:
             ticket, final, _ = finals[0]
             request = ticket.request
             self.rt.claims.finish(
-                outcomes[0], account=request.account, identity=request.identity, keep=final.keep
+                outcomes[0],
+                account=request.account,
+                identity=request.identity,
+                keep=final.keep,
+                expectation=self._expectation(outcomes[0], request),
             )
         for (ticket, _, reply), outcome in zip(finals, outcomes, strict=True):
             request = ticket.request
@@ -121,12 +125,17 @@ class Recorder:
         account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
         safely(self.rt.metrics.outcomes.labels(account, outcome.status.value).inc)
 
-    def _confirms(self, outcome: Outcome) -> bool:
-        """An accepted cancel the confirmer will follow (an expectation is registered)."""
-        return (
-            outcome.status is Status.CANCELLED
-            and outcome.orderId is not None
-            and self.rt.settings.confirm_deadline_s > 0
+    def _expectation(self, outcome: Outcome, request: CancelRequest) -> Expectation | None:
+        """What the confirmer must follow for an accepted cancel; None for anything else, or
+        when no confirmer runs (``CANCELQ_CONFIRM_DEADLINE_S=0``)."""
+        deadline_s = self.rt.settings.confirm_deadline_s
+        if outcome.status is not Status.CANCELLED or outcome.orderId is None or deadline_s <= 0:
+            return None
+        return Expectation(
+            account=request.account,
+            order_id=outcome.orderId,
+            deadline_ms=now_ms() + int(deadline_s * 1000),
+            ttl_s=int(deadline_s) + 3600,
         )
 
     def _store_many(
@@ -137,7 +146,6 @@ class Recorder:
         also_scripts: Sequence[Script] = (),
     ) -> None:
         """Outcomes, claims, confirmation expectations and ``also`` in one pipeline."""
-        deadline_s = self.rt.settings.confirm_deadline_s
         claims = self.rt.claims
 
         def fill(pipe: redis.client.Pipeline) -> None:
@@ -150,17 +158,8 @@ class Recorder:
                     identity=request.identity,
                     keep=keep,
                     client=pipe,
+                    expectation=self._expectation(outcome, request),
                 )
-                if self._confirms(outcome):
-                    expect(
-                        pipe,
-                        self.rt.keys,
-                        request_id=outcome.requestId,
-                        account=request.account,
-                        order_id=outcome.orderId or "",
-                        deadline_ms=now_ms() + int(deadline_s * 1000),
-                        ttl_s=int(deadline_s) + 3600,
-                    )
 
         try:
             run_pipeline(self.rt.redis, fill, [*claims.scripts, *also_scripts])

@@ -4,9 +4,10 @@ redis-py runs ``SCRIPT EXISTS`` before every pipeline that holds a registered sc
 round trip per batch, and round trips are the worker's largest cost (``python -m
 bench.profile``). Here scripts are queued as plain ``EVALSHA``; when Redis answers NOSCRIPT (it
 restarted or its script cache was flushed) the scripts are loaded and the pipeline runs once
-more. Whatever a caller queues must therefore be safe to run twice: the scripts of this package
-check before they write (first outcome wins, claims by owner), and plain commands queued beside
-them are idempotent (SADD, EXPIRE, ZADD of the same member).
+more. Whatever a caller queues must therefore be safe to run twice, and safe to have run partly:
+in a pipeline (no MULTI) the commands around a failed EVALSHA still run. The scripts of this
+package check before they write (first outcome wins, claims by owner, an expectation only with a
+new outcome), so queue scripts, not plain writes whose effect depends on a script beside them.
 """
 
 from __future__ import annotations

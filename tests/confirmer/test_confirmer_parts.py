@@ -8,33 +8,18 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
-from prometheus_client import CollectorRegistry
 
-from cancelq.confirmations import (
-    Confirmation,
-    ConfirmationRecord,
-    expect,
-    result_for,
-    summarize,
-)
+from cancelq.confirmations import Confirmation, ConfirmationRecord, result_for, summarize
 from cancelq.embedded_redis import RedisServer
-from cancelq.keys import Keys
-from cancelq.outcomes import Outcome, Status
-from confirmer.config import load_confirmer_config
-from confirmer.fallback import Budget, Check, FallbackBudget
+from confirmer.fallback import Budget, FallbackBudget
 from confirmer.leases import RENEWED, TAKEN, LeaseStore
-from confirmer.metrics import ConfirmerMetrics
-from confirmer.resolver import Resolver, StreamSink
-from confirmer.store import ConfirmationStore
 from confirmer.stream import auth_message, backoff_s
-from confirmer.sweeper import Ownership, Sweeper
+from tests.confirmer.parts import KEYS, Parts, accepted, push
+from tests.confirmer.parts import record as read_record
 from worker.signing import HmacSigner
-
-KEYS = Keys()
 
 
 @pytest.fixture(scope="module")
@@ -50,56 +35,8 @@ def client(server: RedisServer) -> redis.Redis:
     return c
 
 
-class Parts:
-    def __init__(self, client: redis.Redis, *, owned: bool = True, up: bool = True) -> None:
-        self.metrics = ConfirmerMetrics(CollectorRegistry())
-        self.store = ConfirmationStore(client, KEYS, confirmation_ttl_s=60, final_ttl_s=60)
-        self.resolver = Resolver(self.store, self.metrics)
-        self.sink = StreamSink(self.resolver, self.metrics)
-        self.checks: list[Check] = []
-        config = load_confirmer_config(grace_s=1.0)
-        self.sweeper = Sweeper(
-            self.resolver,
-            Ownership(lambda: {"main"} if owned else set(), lambda _: up, {"main"}),
-            lambda c: self.checks.append(c) is None,
-            config,
-            self.metrics,
-        )
-
-
-def _accepted(client: redis.Redis, rid: str, order_id: str, *, deadline_ms: int) -> int:
-    accepted = int(time.time() * 1000)
-    outcome = Outcome(
-        requestId=rid,
-        status=Status.CANCELLED,
-        account="main",
-        category="spot",
-        symbol="BTCUSDT",
-        orderId=order_id,
-        answeredAt=accepted,
-    )
-    with client.pipeline() as pipe:
-        pipe.set(KEYS.outcome(rid), outcome.to_json())
-        expect(
-            pipe,
-            KEYS,
-            request_id=rid,
-            account="main",
-            order_id=order_id,
-            deadline_ms=deadline_ms,
-            ttl_s=60,
-        )
-        pipe.execute()
-    return accepted
-
-
-def _push(status: str, order_id: str, **extra: Any) -> list[dict[str, Any]]:
-    return [{"orderId": order_id, "orderStatus": status, "cumExecQty": "0", **extra}]
-
-
-def _record(client: redis.Redis, rid: str) -> ConfirmationRecord | None:
-    raw = client.get(KEYS.confirmation(rid))
-    return None if raw is None else ConfirmationRecord.model_validate(json.loads(raw))
+def _accepted(client: redis.Redis, rid: str, order_id: str, *, deadline_ms: int) -> None:
+    assert accepted(client, rid, order_id, deadline_ms=deadline_ms)
 
 
 @pytest.mark.timeout(10)
@@ -123,10 +60,10 @@ def test_order_status_to_result(status: str, result: Confirmation | None) -> Non
 def test_push_after_the_expectation_resolves_at_once(client: redis.Redis) -> None:
     parts = Parts(client)
     _accepted(client, "r1", "o1", deadline_ms=int(time.time() * 1000) + 60_000)
-    parts.sink.on_orders("main", _push("New", "o1"))
-    assert _record(client, "r1") is None
-    parts.sink.on_orders("main", _push("Cancelled", "o1"))
-    record = _record(client, "r1")
+    parts.sink.on_orders("main", push("New", "o1"))
+    assert read_record(client, "r1") is None
+    parts.sink.on_orders("main", push("Cancelled", "o1"))
+    record = read_record(client, "r1")
     assert record is not None
     assert (record.result, record.via, record.orderStatus) == (
         Confirmation.CONFIRMED_CANCELLED,
@@ -140,10 +77,10 @@ def test_push_after_the_expectation_resolves_at_once(client: redis.Redis) -> Non
 @pytest.mark.timeout(10)
 def test_push_before_the_expectation_is_found_by_the_sweep(client: redis.Redis) -> None:
     parts = Parts(client)
-    parts.sink.on_orders("main", _push("Filled", "o2"))  # nobody waits yet
+    parts.sink.on_orders("main", push("Filled", "o2"))  # nobody waits yet
     _accepted(client, "r2", "o2", deadline_ms=int(time.time() * 1000) + 60_000)
     parts.sweeper.sweep(int(time.time() * 1000))
-    record = _record(client, "r2")
+    record = read_record(client, "r2")
     assert record is not None
     assert record.result is Confirmation.FILLED_FIRST
     assert parts.checks == []
@@ -153,11 +90,11 @@ def test_push_before_the_expectation_is_found_by_the_sweep(client: redis.Redis) 
 def test_second_filled_push_changes_nothing(client: redis.Redis) -> None:
     parts = Parts(client)
     _accepted(client, "r3", "o3", deadline_ms=int(time.time() * 1000) + 60_000)
-    parts.sink.on_orders("main", _push("Filled", "o3"))
+    parts.sink.on_orders("main", push("Filled", "o3"))
     first = client.get(KEYS.confirmation("r3"))
     parts.sink.on_orders(
         "main",
-        _push("Filled", "o3", cancelType="CancelByUser", rejectReason="EC_OrigClOrdIDDoesNotExist"),
+        push("Filled", "o3", cancelType="CancelByUser", rejectReason="EC_OrigClOrdIDDoesNotExist"),
     )
     assert client.get(KEYS.confirmation("r3")) == first
     total = parts.metrics.confirmations.labels("main", "filled_first", "stream")._value.get()
@@ -178,7 +115,7 @@ def test_sweep_asks_rest_when_late_or_stream_down_and_expires_at_deadline(
     late.sweeper.sweep(now + 1500)
     assert [(c.order_id, c.reason) for c in late.checks] == [("o4", "late")]
     late.sweeper.sweep(now + 61_000)
-    record = _record(client, "r4")
+    record = read_record(client, "r4")
     assert record is not None
     assert (record.result, record.via) == (Confirmation.UNCONFIRMED, "deadline")
 
@@ -190,7 +127,7 @@ def test_a_replica_not_owning_the_account_leaves_it_alone(client: redis.Redis) -
     other = Parts(client, owned=False)
     other.sweeper.sweep(now)
     assert other.checks == []
-    assert _record(client, "r5") is None
+    assert read_record(client, "r5") is None
 
 
 @pytest.mark.timeout(10)

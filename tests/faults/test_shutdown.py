@@ -40,10 +40,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_sigterm_ends_within_grace_and_hands_work_back(stack: Stack) -> None:
+    # The premise: each of the worker's 8 threads is inside one slow single-cancel request when
+    # SIGTERM comes, and the rest are prefetched. With backlog coalescing on (the default), 30
+    # cancels enqueued at once are mostly parked and sent as a few batch requests instead, so
+    # fewer than 8 requests may ever be on the wire; coalescing is switched off to create the
+    # premise, not to change what is measured (grace, hand-back, nothing lost).
     env = {
         **FAULT_ENV,
         "CANCELQ_SHUTDOWN_GRACE_S": str(GRACE_S),
         "CANCELQ_HTTP_READ_TIMEOUT_S": "20",
+        "CANCELQ_COALESCE_AFTER_MS": "0",
     }
     worker = stack.start_worker(**env)
     stack.sim.admin.set_faults(latency_ms=SLOW_EXCHANGE_MS, endpoints=["order/cancel"])
