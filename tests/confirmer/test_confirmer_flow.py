@@ -40,6 +40,8 @@ def test_cancels_are_confirmed_through_the_stream(stack: Stack, confirmers: Conf
     assert {r.result for r in records.values()} == {Confirmation.CONFIRMED_CANCELLED}
     assert {r.via for r in records.values()} == {"stream"}
     assert {r.orderStatus for r in records.values()} == {"Cancelled"}
+    # a confirmation written before its outcome would say "unknown" here
+    assert {r.account for r in records.values()} == {"main", "rsa"}
     summary = read_summary(stack.redis, Keys(), rids)
     assert summary.missing == 0
     assert summary.latency_max_s is not None
