@@ -12,6 +12,10 @@ Two layers, because Celery's defaults lose such messages or stop the worker:
   (``ContentDisallowed``) and an invalid task are rejected and dropped. Here each is recorded
   first, and a cancel whose body is not ``[args, {kwargs}, embed]`` is refused before a pool
   slot runs it (Celery would fail the task and drop it).
+  A Celery protocol v1 message (no ``task`` header; the body an object naming ``task``, ``id``,
+  ``args``, ``kwargs``, as older clients such as node-celery send) is a dead letter too: Celery
+  would convert and run it, but the contract is protocol v2 (the task name and id in the
+  headers, where dead letters, outcomes and logs read them).
 
 :func:`install` binds the recorder; ``worker/app.py`` names both classes in the Celery config.
 """
@@ -46,6 +50,8 @@ OUR_TASKS: Final = frozenset({TASK_NAME, SUBMIT_TASK})
 SHOWN_FIELDS: Final = ("account", "orderId", "orderLinkId", "requestId")
 #: How much of an oversized item a dead letter's preview is made from.
 PREVIEW_BYTES: Final = 4096
+#: The detail of a protocol v1 dead letter: what the producer must change.
+PROTOCOL_V1_DETAIL: Final = "Celery protocol v1 message: publish protocol v2 (task name in headers)"
 
 
 class _Bound:
@@ -198,6 +204,17 @@ def body_problem(payload: object) -> str | None:
     return None
 
 
+def v1_request_id(body: Mapping[str, Any]) -> str | None:
+    """The request a protocol v1 body names: its ``requestId`` keyword, else its task ``id``
+    (none for the internal task, whose ids are not requests)."""
+    if body.get("task") == SUBMIT_TASK:
+        return None
+    kwargs = body.get("kwargs")
+    named = kwargs.get("requestId") if isinstance(kwargs, Mapping) else None
+    found = named if isinstance(named, str) else body.get("id")
+    return found if isinstance(found, str) else None
+
+
 def _message_facts(message: Any) -> tuple[str | None, str | None, object]:
     """(content type, request id, raw envelope) of a kombu message, defensively."""
     content_type = getattr(message, "content_type", None)
@@ -263,7 +280,7 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         handler: Callable[[Any], None] = super().create_task_handler(*args, **kwargs)
 
         def on_task_received(message: Any) -> None:
-            if self._refused(message):
+            if self._protocol_v1(message) or self._refused(message):
                 return
             try:
                 handler(message)
@@ -272,6 +289,28 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
                 self._drop(message)
 
         return on_task_received
+
+    def _protocol_v1(self, message: Any) -> bool:
+        """True (recorded and dropped, never run) for a Celery protocol v1 message."""
+        headers = message.headers
+        if not isinstance(headers, dict) or "task" in headers:
+            return False
+        try:
+            payload = message.payload
+        except Exception:  # let Celery's handler route it to the decode/invalid hooks
+            return False
+        if not isinstance(payload, Mapping) or "task" not in payload:
+            return False
+        content_type, _, raw = _message_facts(message)
+        _record(
+            Reason.PROTOCOL_V1,
+            _raw_text(raw),
+            content_type=content_type,
+            request_id=v1_request_id(payload),
+            detail=PROTOCOL_V1_DETAIL,
+        )
+        self._drop(message)
+        return True
 
     def _refused(self, message: Any) -> bool:
         """True when a message for one of our tasks has a body that is not a task call."""

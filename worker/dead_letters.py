@@ -53,6 +53,7 @@ class Reason(StrEnum):
     UNKNOWN_MESSAGE = "unknown_message"  # no task name at all
     BAD_BODY = "bad_body"  # not [args, kwargs, embed] with a keyword-argument object
     INVALID_TASK = "invalid_task"  # Celery refused the task message
+    PROTOCOL_V1 = "protocol_v1"  # Celery protocol v1 (task name in the body): never executed
 
 
 RejectOutcome = Callable[[str, str], None]

@@ -8,6 +8,8 @@ confirmer expose them (counters with ``_total``, histograms with ``_bucket``/``_
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -15,6 +17,7 @@ from confirmer.metrics import ConfirmerMetrics
 from confirmer.metrics import populate as populate_confirmer
 from monitoring.queries import Query, all_queries, parse, to_promql
 from monitoring.sample_exporter import populate
+from worker.dead_letters import Reason
 from worker.metrics import Metrics
 
 #: Labels Prometheus attaches to every scraped series, and its own per-target metric.
@@ -106,6 +109,32 @@ def test_the_dashboard_shows_every_metric_the_worker_defines() -> None:
     }
     families = {f.name for f in _registry(touched=False).collect()}
     assert families - used == set()
+
+
+#: The bounded ``reason`` label of ``cancelq_dead_letters_total``: a new reason is added here and
+#: to the runbook on purpose, never by a message.
+DEAD_LETTER_REASONS = {
+    "not_json",
+    "bad_envelope",
+    "too_large",
+    "decode_error",
+    "content_disallowed",
+    "unknown_task",
+    "unknown_message",
+    "bad_body",
+    "invalid_task",
+    "protocol_v1",
+}
+RUNBOOK = Path(__file__).resolve().parents[2] / "monitoring" / "README.md"
+
+
+@pytest.mark.timeout(10)
+def test_dead_letter_reasons_are_the_bounded_set_the_runbook_explains() -> None:
+    assert {reason.value for reason in Reason} == DEAD_LETTER_REASONS
+    runbook = RUNBOOK.read_text(encoding="utf-8").split("### CancelqDeadLetters", 1)[1]
+    runbook = runbook.split("\n### ", 1)[0]
+    missing = sorted(r for r in DEAD_LETTER_REASONS if f"| `{r}` |" not in runbook)
+    assert missing == [], f"the CancelqDeadLetters runbook does not explain {missing}"
 
 
 def _family(sample_name: str) -> str:
