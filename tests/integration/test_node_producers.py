@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
 NODE = shutil.which("node")
 PACKAGES = ("celery-node", "ioredis")
-DOCS = (ROOT / "README.md", ROOT / "README-node-section.md")
+README = ROOT / "README.md"
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed (Node.js 20 needed)")
 pytestmark = pytest.mark.integration
 
@@ -71,13 +71,11 @@ def dead_letters(stack: Stack) -> list[dict[str, str]]:
 
 
 def doc_block(marker: str) -> str:
-    """The code block after ``<!-- marker -->`` in the README (or the section waiting for it)."""
-    for doc in DOCS:
-        text = doc.read_text(encoding="utf-8") if doc.exists() else ""
-        match = re.search(rf"<!-- {marker} -->\s*```\w*\n(.*?)\n```", text, re.DOTALL)
-        if match:
-            return match.group(1)
-    raise AssertionError(f"no <!-- {marker} --> code block in {[d.name for d in DOCS]}")
+    """The code block after ``<!-- marker -->`` in the README."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"<!-- {marker} -->\s*```\w*\n(.*?)\n```", text, re.DOTALL)
+    assert match, f"no <!-- {marker} --> code block in README.md"
+    return match.group(1)
 
 
 @pytest.mark.timeout(10)
