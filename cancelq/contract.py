@@ -1,14 +1,24 @@
 """The message contract: one place for the task name, the queue and every field rule.
 
 Producers (any language) publish a Celery protocol-v2 message whose keyword arguments are the
-fields below; :func:`parse_cancel` turns those keyword arguments into a :class:`CancelRequest` or
+fields below; :func:`read_cancel` turns those keyword arguments into a :class:`CancelRequest` or
 raises :class:`~cancelq.errors.ContractError` naming each broken field and its rule.
+
+The principle: a cancel reduces risk, so it is refused only when it cannot identify the order
+safely. The fields that identify the account and the order (and a kill's scope) are strict;
+every other field is read leniently (:func:`normalise`): ``null`` is absent, an implausible
+``enqueuedAt`` or an unusable ``requestId`` is dropped, an unknown field is ignored. What was
+dropped comes back as :class:`Note` values for the worker to count and log; parsing itself has
+no side effects.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
@@ -28,8 +38,15 @@ SYMBOL_RE: Final = re.compile(r"[A-Z0-9]{2,32}")
 ORDER_ID_RE: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
 ORDER_LINK_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,36}")
 REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-#: 2001-09-09 .. 2286-11-20 in epoch milliseconds: anything else is seconds or garbage.
-ENQUEUED_AT_RANGE: Final = (1_000_000_000_000, 9_999_999_999_999)
+#: An ``enqueuedAt`` is plausible from 2001-09-09 (1e12 ms): seconds since the epoch (1.7e9)
+#: and garbage fall far below. No bound relative to now: an honest old time (a cancel that waited
+#: out an outage, a producer clock behind) is information for the latency metrics ...
+ENQUEUED_AT_FLOOR_MS: Final = 1_000_000_000_000
+#: ... up to this long after the reader's clock (producer clocks run ahead by seconds, not
+#: minutes; microseconds, 1.7e15, and far-future values fall far above).
+ENQUEUED_AT_FUTURE_MS: Final = 5 * 60 * 1000
+#: A decimal number in a string (protobuf's JSON mapping writes int64 as a string).
+NUMBER_TEXT_RE: Final = re.compile(r"-?[0-9]{1,16}(\.[0-9]{1,9})?")
 
 RULES: Final[Mapping[str, str]] = {
     "account": "required; 1 to 64 characters of [A-Za-z0-9_.-], an alias from the accounts file",
@@ -38,9 +55,24 @@ RULES: Final[Mapping[str, str]] = {
     "orderId": "1 to 64 characters of [A-Za-z0-9-]",
     "orderLinkId": "at most 36 characters of [A-Za-z0-9_-]",
     "orderFilter": "one of Order, tpslOrder, StopOrder; tpslOrder and StopOrder are spot only",
-    "requestId": "1 to 64 characters of [A-Za-z0-9_.:-]",
-    "enqueuedAt": "an integer: the producer's wall clock in epoch milliseconds",
+    "requestId": "1 to 64 characters of [A-Za-z0-9_.:-], or an integer",
+    "enqueuedAt": "a JSON number (or its decimal text): the producer's wall clock in epoch ms",
 }
+#: Added to the rule of a field that came as a JSON number where a string identifies the order.
+NUMBER_REFUSED: Final = (
+    "; a JSON string, not a number (Bybit's 19-digit order ids lose digits as JSON numbers in"
+    " JavaScript and many parsers, and a number drops a link id's leading zeros)"
+)
+#: What a :class:`Note` says happened to a field.
+NoteReason = Literal["unknown", "implausible", "invalid"]
+
+
+@dataclass(frozen=True)
+class Note:
+    """A field the contract read past without refusing the cancel."""
+
+    field: str
+    reason: NoteReason
 
 
 def _matching(pattern: re.Pattern[str]) -> StringConstraints:
@@ -68,9 +100,6 @@ class CancelRequest(BaseModel):
             problems.append("orderId/orderLinkId: one of the two is required")
         if self.category != "spot" and self.orderFilter not in (None, "Order"):
             problems.append(_problem("orderFilter"))
-        low, high = ENQUEUED_AT_RANGE
-        if self.enqueuedAt is not None and not low <= self.enqueuedAt <= high:
-            problems.append(_problem("enqueuedAt"))
         if problems:
             raise ContractError(problems)
         return self
@@ -98,13 +127,76 @@ def _problem(field: str) -> str:
     return f"{field}: {RULES[field]}"
 
 
-def parse_cancel(fields: Mapping[str, Any]) -> CancelRequest:
-    """Validate a message's keyword arguments; raise ContractError naming every broken rule."""
-    normalised = _as_dict(fields)
-    enqueued_at = normalised.get("enqueuedAt")
-    if isinstance(enqueued_at, float) and enqueued_at.is_integer():
-        normalised["enqueuedAt"] = int(enqueued_at)  # JSON numbers from other languages
-    return _validate(CancelRequest, normalised)
+def read_cancel(
+    fields: Mapping[str, Any], now_ms: int | None = None
+) -> tuple[CancelRequest, list[Note]]:
+    """Validate a message's keyword arguments; raise ContractError naming every broken rule of
+    an identifying field; the request and what was dropped or ignored on the way."""
+    data, notes = normalise(_as_dict(fields), CancelRequest, now_ms)
+    return _validate(CancelRequest, data), notes
+
+
+def parse_cancel(fields: Mapping[str, Any], now_ms: int | None = None) -> CancelRequest:
+    """:func:`read_cancel` without the notes (producers validating before they publish)."""
+    return read_cancel(fields, now_ms)[0]
+
+
+def normalise(
+    data: dict[str, Any], model: type[BaseModel], now_ms: int | None = None
+) -> tuple[dict[str, Any], list[Note]]:
+    """The lenient side of the contract, before the strict model sees ``data``.
+
+    ``null`` is absent; fields the model does not know are ignored; ``enqueuedAt`` becomes
+    integer ms or is dropped when not plausible; ``requestId`` becomes text or is dropped.
+    """
+    notes: list[Note] = []
+    known = model.model_fields
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in known:
+            notes.append(Note(str(name), "unknown"))
+        elif value is not None:
+            out[name] = value
+    if "enqueuedAt" in out:
+        out["enqueuedAt"], reason = _enqueued_at(out["enqueuedAt"], now_ms)
+        if reason is not None:
+            notes.append(Note("enqueuedAt", reason))
+    if "requestId" in out:
+        out["requestId"] = _request_id(out["requestId"])
+        if out["requestId"] is None:
+            notes.append(Note("requestId", "invalid"))
+    return {k: v for k, v in out.items() if v is not None}, notes
+
+
+def _enqueued_at(value: object, now_ms: int | None) -> tuple[int | None, NoteReason | None]:
+    """Epoch ms from any JSON number or its decimal text; None and why when unusable."""
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        return None, "invalid"
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if not ENQUEUED_AT_FLOOR_MS <= number <= now + ENQUEUED_AT_FUTURE_MS:
+        return None, "implausible"
+    return math.floor(number), None
+
+
+def _number(value: object) -> float | None:
+    """A JSON number (not a boolean) or the decimal text of one, as a float; else None."""
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not numeric and not (isinstance(value, str) and NUMBER_TEXT_RE.fullmatch(value)):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer beyond any float
+        return None
+
+
+def _request_id(value: object) -> str | None:
+    """The request id as text (an integer is its decimal form); None when unusable."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and REQUEST_ID_RE.fullmatch(value):
+        return value
+    return None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -121,21 +213,25 @@ def _validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise ContractError(_describe(exc, data)) from None
 
 
-def _describe(exc: ValidationError) -> list[str]:
+def _describe(exc: ValidationError, data: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     for error in exc.errors(include_input=False):
         loc = error["loc"]
         field = str(loc[0]) if loc else "message"
-        if error["type"] == "extra_forbidden":
-            problems.append(f"{field}: unknown field (allowed: {', '.join(RULES)})")
-        elif error["type"] == "missing":
+        if error["type"] == "missing":
             problems.append(f"{field}: missing; {RULES.get(field, 'required')}")
         else:
-            problems.append(f"{field}: {RULES.get(field, error['msg'])}")
+            problems.append(f"{field}: {RULES.get(field, error['msg'])}{_why_number(data, field)}")
     return problems or ["message: not a valid cancel request"]
+
+
+def _why_number(data: Mapping[str, Any], field: str) -> str:
+    value = data.get(field)
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    return NUMBER_REFUSED if numeric and field in ("orderId", "orderLinkId") else ""
 
 
 class KillRequest(BaseModel):
@@ -175,6 +271,15 @@ class KillRequest(BaseModel):
         return "all"
 
 
-def parse_kill(fields: Mapping[str, Any]) -> KillRequest:
-    """Validate a kill request; raise ContractError naming every broken rule."""
-    return _validate(KillRequest, _as_dict(fields))
+def read_kill(
+    fields: Mapping[str, Any], now_ms: int | None = None
+) -> tuple[KillRequest, list[Note]]:
+    """Validate a kill request (its scope is strict, as a cancel's identity); raise
+    ContractError naming every broken rule; the request and what was dropped or ignored."""
+    data, notes = normalise(_as_dict(fields), KillRequest, now_ms)
+    return _validate(KillRequest, data), notes
+
+
+def parse_kill(fields: Mapping[str, Any], now_ms: int | None = None) -> KillRequest:
+    """:func:`read_kill` without the notes."""
+    return read_kill(fields, now_ms)[0]

@@ -47,6 +47,7 @@ def populate(metrics: Metrics, rounds: int = 1) -> None:
         metrics.queue_depth.labels(queue=queue).set(depth)
     metrics.dead_letters.labels(reason="not_json").inc()
     metrics.kills.labels(account="main", category="linear").inc()
+    metrics.ignored_fields.labels(field="strategy", reason="unknown").inc()
 
 
 def _touch_account(metrics: Metrics, account: str, n: int) -> None:

@@ -20,12 +20,13 @@ from typing import Any, Final
 
 import redis
 
-from cancelq.contract import Category, KillRequest, parse_cancel, parse_kill
+from cancelq.contract import Category, KillRequest, parse_cancel, read_kill
 from cancelq.errors import ContractError, ExchangeUnavailableError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.symbols import in_scope
 from worker.bybit_client import CANCEL_ALL, ExchangeReply
 from worker.decisions import Final as FinalDecision
+from worker.field_notes import FieldNotes
 from worker.metrics import safely
 from worker.policy import Action, classify
 from worker.ratelimit.lanes import lane_name
@@ -77,16 +78,18 @@ def cancel_all_bodies(kill: KillRequest) -> list[dict[str, str]]:
 
 
 class KillSwitch:
-    def __init__(self, runtime: Runtime, recorder: Recorder) -> None:
+    def __init__(self, runtime: Runtime, recorder: Recorder, notes: FieldNotes) -> None:
         self.rt = runtime
         self.recorder = recorder
+        self.notes = notes
 
     def run(self, fields: Mapping[str, Any], task_id: str) -> Outcome:
         try:
-            kill = parse_kill(fields)
+            kill, notes = read_kill(fields, now_ms())
         except ContractError as exc:
             return self.recorder.reject(fields, task_id, str(exc))
         request_id = kill.requestId or task_id
+        self.notes.observe(notes, request_id)
         account = self.rt.accounts.get(kill.account)
         if account is None:
             return self.recorder.reject(fields, request_id, "account: not in the accounts file")
@@ -257,8 +260,14 @@ def covers(scope: str, kill_at: int, category: str, item: Mapping[str, Any]) -> 
 def kill_covering(
     kills: Mapping[str, int], category: str, symbol: str, enqueued_at: int | None
 ) -> str | None:
-    """The scope of a kill that covers a cancel taken now, if any."""
+    """The scope of a kill that covers a cancel taken now, if any.
+
+    A cancel without a (plausible) ``enqueuedAt`` is never covered: nothing says it was
+    enqueued before the kill, and its order may be one placed after it. It is sent; when the
+    kill already cancelled the order, the exchange answers "already gone"."""
+    if enqueued_at is None:
+        return None
     for scope, kill_at in kills.items():
-        if in_scope(scope, category, symbol) and (enqueued_at is None or enqueued_at <= kill_at):
+        if in_scope(scope, category, symbol) and enqueued_at <= kill_at:
             return scope
     return None

@@ -156,6 +156,13 @@ class Metrics:
             ["account", "category"],
             registry=r,
         )
+        self.ignored_fields = Counter(
+            "cancelq_ignored_fields",
+            "Message fields read past without refusing the cancel (unknown, implausible,"
+            " invalid side fields); field names are bounded (worker/field_notes.py).",
+            ["field", "reason"],
+            registry=r,
+        )
 
     def prime(
         self,
@@ -180,6 +187,9 @@ class Metrics:
                 for endpoint in endpoints:
                     self.exchange_responses.labels(account, category, endpoint, "0")
             self.dedup_hits.labels(account)
+        for field in ("enqueuedAt", "requestId"):
+            for reason in ("implausible", "invalid"):
+                self.ignored_fields.labels(field, reason)
 
 
 P = ParamSpec("P")

@@ -22,11 +22,12 @@ from typing import Any
 
 import redis
 
-from cancelq.contract import CancelRequest, parse_cancel
+from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
 from worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
 from worker.claims import Claim, ClaimEntry, parse_claim
 from worker.decisions import Again, Final, RetryPolicy
+from worker.field_notes import FieldNotes
 from worker.killswitch import KillSwitch, covered_by, kill_covering
 from worker.metrics import safely
 from worker.policy import Action, classify
@@ -62,6 +63,7 @@ class CancelPipeline:
         self.recorder = Recorder(runtime)
         self.lanes = runtime.lanes
         self.submitter = Submitter(runtime.client, runtime.clock)
+        self.field_notes = FieldNotes(runtime.metrics)
         self._limits_seen: dict[tuple[str, str], int] = {}
 
     # -- entry points -------------------------------------------------------------------------
@@ -69,11 +71,12 @@ class CancelPipeline:
     def handle(self, fields: Mapping[str, Any], task_id: str) -> None:
         """A request from the public queue: claim and admission in one round trip."""
         try:
-            request = parse_cancel(fields)
+            request, notes = read_cancel(fields, now_ms())
         except ContractError as exc:
             self.recorder.reject(fields, task_id, str(exc))
             return
         request_id = request.requestId or task_id
+        self.field_notes.observe(notes, request_id)
         account = self.rt.accounts.get(request.account)
         if account is None:
             self.recorder.reject(fields, request_id, "account: not in the accounts file")
@@ -149,7 +152,7 @@ class CancelPipeline:
 
     def kill(self, fields: Mapping[str, Any], task_id: str) -> None:
         """A kill-switch request (its own queue): cancel-all, then cover what is queued."""
-        KillSwitch(self.rt, self.recorder).run(fields, task_id)
+        KillSwitch(self.rt, self.recorder, self.field_notes).run(fields, task_id)
 
     # -- stages -------------------------------------------------------------------------------
 

@@ -61,10 +61,11 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
         def task(self: Task, *args: Any, **fields: Any) -> None:
             pipeline = provider()
             task_id = str(self.request.id)
-            if args:
-                pipeline.reject(fields, task_id, "message: positional arguments are not accepted")
+            call = keyword_fields(args, fields)
+            if call is None:
+                pipeline.reject(fields, task_id, POSITIONAL_REFUSED)
                 return
-            _guarded(self, pipeline, lambda: run(pipeline, fields, task_id))
+            _guarded(self, pipeline, lambda: run(pipeline, call, task_id))
 
     public(TASK_NAME, CancelPipeline.handle)
     public(KILL_TASK_NAME, CancelPipeline.kill)
@@ -88,6 +89,23 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
                 items or [], task_id, lane=lane, spent=spent, units=_int(units)
             ),
         )
+
+
+POSITIONAL_REFUSED = (
+    "message: positional arguments are not accepted (keyword arguments, or one JSON object"
+    " as the only argument)"
+)
+
+
+def keyword_fields(args: tuple[Any, ...], fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The call's fields: its keyword arguments, or one JSON object passed as the only
+    positional argument with no keyword arguments (``applyAsync([{...}])``, a common slip of
+    celery-node and ``send_task(args=[...])`` users, unambiguous); None for anything else."""
+    if not args:
+        return fields
+    if len(args) == 1 and isinstance(args[0], dict) and not fields:
+        return args[0]
+    return None
 
 
 def _int(value: object) -> int:

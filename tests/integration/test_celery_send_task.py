@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from cancelq.outcomes import Outcome, Status
 from tests.support import Stack, cancel
@@ -32,6 +34,18 @@ def send_task(stack: Stack, mode: str, link_ids: list[str]) -> list[str]:
     ids: list[str] = json.loads(completed.stdout)
     assert len(ids) == len(link_ids)
     return ids
+
+
+def ignored_counts(stack: Stack) -> dict[tuple[str, str], float]:
+    """``cancelq_ignored_fields_total`` of the stack's worker, by (field, reason)."""
+    port = stack.workers[0].env["CANCELQ_METRICS_PORT"]
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    counts = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "cancelq_ignored_fields_total":
+                counts[(sample.labels["field"], sample.labels["reason"])] = sample.value
+    return counts
 
 
 def sent_and_outcomes(stack: Stack, mode: str, prefix: str) -> tuple[list[str], list[Outcome]]:
@@ -62,7 +76,27 @@ def test_send_task_with_an_integer_enqueued_at_is_cancelled(stack: Stack) -> Non
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="float enqueuedAt: contract change on branch wt-a")
 def test_send_task_with_time_time_times_1000_is_cancelled(stack: Stack) -> None:
+    started_ms = int(time.time() * 1000)
     orders, outcomes = sent_and_outcomes(stack, "float", "send-task-float")
+    assert_cancelled_at_the_exchange(stack, orders, outcomes)
+    for outcome in outcomes:  # the fraction is floored to whole milliseconds, kept for latency
+        assert isinstance(outcome.enqueuedAt, int)
+        assert started_ms <= outcome.enqueuedAt <= int(time.time() * 1000)
+
+
+@pytest.mark.timeout(60)
+def test_send_task_with_own_fields_and_a_clock_in_seconds_is_cancelled(stack: Stack) -> None:
+    before = ignored_counts(stack)
+    orders, outcomes = sent_and_outcomes(stack, "annotated", "send-task-annotated")
+    assert_cancelled_at_the_exchange(stack, orders, outcomes)
+    assert {o.enqueuedAt for o in outcomes} == {None}  # seconds: not plausible ms, dropped
+    after = ignored_counts(stack)
+    for labels in (("strategy", "unknown"), ("v", "unknown"), ("enqueuedAt", "implausible")):
+        assert after.get(labels, 0) - before.get(labels, 0) == 3, labels
+
+
+@pytest.mark.timeout(60)
+def test_send_task_with_the_fields_as_one_positional_object_is_cancelled(stack: Stack) -> None:
+    orders, outcomes = sent_and_outcomes(stack, "positional", "send-task-positional")
     assert_cancelled_at_the_exchange(stack, orders, outcomes)

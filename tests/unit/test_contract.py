@@ -11,6 +11,7 @@ from cancelq.contract import RULES, CancelRequest, parse_cancel
 from cancelq.errors import ContractError
 
 VALID: dict[str, Any] = {"account": "main", "category": "spot", "symbol": "BTCUSDT", "orderId": "1"}
+NOW = 1_700_000_000_000
 
 
 def problems(fields: dict[str, Any]) -> str:
@@ -42,10 +43,11 @@ def test_order_link_id_is_the_identity_when_given_and_order_id_wins_on_the_wire(
         ({"orderLinkId": "has space"}, "orderLinkId"),
         ({"orderFilter": "Stop"}, "orderFilter"),
         ({"category": "linear", "orderFilter": "StopOrder"}, "orderFilter"),
-        ({"requestId": "a/b"}, "requestId"),
-        ({"enqueuedAt": 1_700_000_000}, "enqueuedAt"),  # seconds, not milliseconds
-        ({"enqueuedAt": "1700000000000"}, "enqueuedAt"),
         ({"orderId": 123}, "orderId"),
+        ({"orderId": None, "orderLinkId": 7}, "orderLinkId"),
+        ({"symbol": None}, "symbol"),
+        ({"account": 42}, "account"),
+        ({"category": True}, "category"),
     ],
 )
 def test_each_broken_rule_names_its_field_and_rule(change: dict[str, Any], field: str) -> None:
@@ -58,14 +60,13 @@ def test_missing_ids_unknown_fields_and_missing_fields_are_all_reported() -> Non
     assert "one of the two is required" in problems(
         {k: v for k, v in VALID.items() if k != "orderId"}
     )
-    assert "secret: unknown field" in problems({**VALID, "secret": "x"})
     text = problems({"orderId": "1"})
     assert "account: missing" in text
     assert "symbol: missing" in text
 
 
 def test_a_float_millisecond_timestamp_from_another_language_is_accepted() -> None:
-    assert parse_cancel({**VALID, "enqueuedAt": 1.7e12}).enqueuedAt == 1_700_000_000_000
+    assert parse_cancel({**VALID, "enqueuedAt": 1.7e12}, NOW).enqueuedAt == 1_700_000_000_000
 
 
 def test_non_objects_are_refused() -> None:
@@ -89,6 +90,7 @@ def test_any_json_object_is_either_a_valid_cancel_or_a_contract_error(
 ) -> None:
     result = try_parse(fields)
     if isinstance(result, ContractError):
+        assert all(not p.startswith(("enqueuedAt", "requestId", "extra")) for p in result.problems)
         assert result.problems
         assert all(":" in problem for problem in result.problems)
     else:
