@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from cancelq.embedded_redis import RedisServer
 from cancelq.processes import ConfirmerProcess
@@ -14,6 +15,21 @@ from simulator.testing import SimulatorProcess
 from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
 
 CONFIRM_DEADLINE_S = "8"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """A Redis of the module's own, for the parts' tests (no processes)."""
+    with RedisServer() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: RedisServer) -> redis.Redis:
+    """A client of that Redis (text replies), emptied for each test."""
+    c = redis.Redis.from_url(server.url, decode_responses=True)
+    c.flushdb()
+    return c
 
 
 @pytest.fixture(scope="session")

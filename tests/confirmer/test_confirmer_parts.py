@@ -7,32 +7,17 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from cancelq.confirmations import Confirmation, ConfirmationRecord, result_for, summarize
-from cancelq.embedded_redis import RedisServer
 from confirmer.fallback import Budget, FallbackBudget
 from confirmer.leases import RENEWED, TAKEN, LeaseStore
 from confirmer.stream import auth_message, backoff_s
 from tests.confirmer.parts import KEYS, Parts, accepted, push
 from tests.confirmer.parts import record as read_record
 from worker.signing import HmacSigner
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: RedisServer) -> redis.Redis:
-    c = redis.Redis.from_url(server.url, decode_responses=True)
-    c.flushdb()
-    return c
 
 
 def _accepted(client: redis.Redis, rid: str, order_id: str, *, deadline_ms: int) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from cancelq.confirmations import Confirmation
-from cancelq.embedded_redis import RedisServer
 from tests.confirmer.parts import (
     KEYS,
     Parts,
@@ -32,18 +30,10 @@ from worker.scripted_pipeline import run_pipeline
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: RedisServer) -> redis.Redis:
-    c = redis.Redis.from_url(server.url, decode_responses=True)
-    c.flushdb()
-    c.script_flush()
-    return c
+@pytest.fixture(autouse=True)
+def no_scripts_loaded(client: redis.Redis) -> None:
+    """Every test starts as a fresh Redis would: the first pipelined finish meets NOSCRIPT."""
+    client.script_flush()
 
 
 def _pending(client: redis.Redis) -> set[str]:
