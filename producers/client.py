@@ -25,25 +25,41 @@ from cancelq.contract import KILL_QUEUE, KILL_TASK_NAME, QUEUE, parse_cancel, pa
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, OutcomeReader
-from producers import confirmations
-from producers.message import encode_message
+from cancelq.producers import confirmations
+from cancelq.producers.message import encode_message
 
 POLL_START_S = 0.005
 POLL_MAX_S = 0.1
 
 
 class CancelProducer:
+    """Enqueue cancels and kills; read their outcomes. ``queue``, ``kill_queue`` and
+    ``key_prefix`` must be the workers' (``CANCELQ_QUEUE``, ``CANCELQ_KILL_QUEUE``,
+    ``CANCELQ_KEY_PREFIX``)."""
+
     def __init__(
-        self, client: redis.Redis, queue: str = QUEUE, key_prefix: str = "cancelq"
+        self,
+        client: redis.Redis,
+        queue: str = QUEUE,
+        key_prefix: str = "cancelq",
+        kill_queue: str = KILL_QUEUE,
     ) -> None:
         self._redis = client
         self._queue = queue
-        self._kill_queue = KILL_QUEUE
+        self._kill_queue = kill_queue
         self._outcomes = OutcomeReader(client, Keys(prefix=key_prefix, queue=queue))
 
     @classmethod
-    def from_url(cls, url: str, queue: str = QUEUE, key_prefix: str = "cancelq") -> CancelProducer:
-        return cls(redis.Redis.from_url(url), queue=queue, key_prefix=key_prefix)
+    def from_url(
+        cls,
+        url: str,
+        queue: str = QUEUE,
+        key_prefix: str = "cancelq",
+        kill_queue: str = KILL_QUEUE,
+    ) -> CancelProducer:
+        return cls(
+            redis.Redis.from_url(url), queue=queue, key_prefix=key_prefix, kill_queue=kill_queue
+        )
 
     def enqueue(self, **fields: Any) -> str:
         """Validate and enqueue one cancel; returns its ``requestId``."""
