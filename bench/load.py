@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from bench.stack import Key, Stack
-from producers.client import CancelProducer
+from cancelq.producers.client import CancelProducer
 
 ORDER_CHUNK = 2000
 ENQUEUE_CHUNK = 1000

@@ -34,7 +34,7 @@ from pathlib import Path
 import requests
 from aiohttp import web
 
-from simulator.testing import SimulatorProcess, write_accounts_file
+from cancelq.simulator.testing import SimulatorProcess, write_accounts_file
 
 API_KEY = "BENCHKEY"
 SECRET = "bench-secret"

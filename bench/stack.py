@@ -25,8 +25,8 @@ import redis
 from cancelq.embedded_redis import RedisServer
 from cancelq.heartbeat import read_heartbeat
 from cancelq.proc import kill_process
+from cancelq.simulator.testing import SimulatorProcess
 from cancelq.tls import make_tls_files
-from simulator.testing import SimulatorProcess
 
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
 SYSTEMS = ("cancelq", "naive", "pybit", "floor", "sleeper")

@@ -16,7 +16,7 @@ from cancelq.errors import CancelqError
 from cancelq.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from producers.client import CancelProducer
+    from cancelq.producers.client import CancelProducer
 
 app = typer.Typer(
     name="cancelq",
@@ -37,13 +37,16 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _producer(settings: Settings) -> CancelProducer:
-    from producers.client import CancelProducer
+    from cancelq.producers.client import CancelProducer
 
     if settings.redis_url is None:
         err.print("[red]error:[/] CANCELQ_REDIS_URL is not set")
         raise typer.Exit(2)
     return CancelProducer.from_url(
-        settings.redis_url, queue=settings.queue, key_prefix=settings.key_prefix
+        settings.redis_url,
+        queue=settings.queue,
+        key_prefix=settings.key_prefix,
+        kill_queue=settings.kill_queue,
     )
 
 
@@ -61,7 +64,7 @@ def demo(
 @app.command(context_settings=PASS_THROUGH)
 def worker(ctx: typer.Context) -> None:
     """Run a worker pod; extra options go to ``celery worker`` (e.g. --concurrency 16)."""
-    from worker.main import run_worker
+    from cancelq.worker.main import run_worker
 
     try:
         run_worker(_settings(), ctx.args)
@@ -179,26 +182,49 @@ def status(request_ids: Annotated[list[str], typer.Argument(help="requestId(s)."
         raise typer.Exit(3)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def simulator(ctx: typer.Context) -> None:
-    """Run the Bybit V5 simulator (see simulator/README.md for its options)."""
-    from simulator.cli import main
+    """Run the Bybit V5 simulator (``cancelq simulator --help`` lists its options)."""
+    from cancelq.simulator.cli import main
 
     raise typer.Exit(main(list(ctx.args)))
 
 
-@app.command(context_settings=PASS_THROUGH)
-def bench(ctx: typer.Context) -> None:
-    """Run the benchmarks (``--quick`` under 2 minutes); writes bench/RESULTS.md and plots."""
-    from bench.main import main
+@app.command()
+def loadgen(
+    rate: Annotated[float, typer.Option(help="Cancels per second.")] = 20.0,
+    category: Annotated[str, typer.Option(help="Category of the orders.")] = "spot",
+    symbol: Annotated[str, typer.Option(help="Symbol of the orders.")] = "BTCUSDT",
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Load for the simulator only: place orders on it and enqueue their cancels at a rate."""
+    from cancelq.loadgen import LoadPlan, run_loadgen
 
+    plan = LoadPlan(rate_per_s=rate, category=category, symbol=symbol, duration_s=duration)
+    try:
+        run_loadgen(_settings(), plan, echo=typer.echo)
+    except CancelqError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks from a checkout (``--quick`` under 2 minutes; ``--help``)."""
+    from cancelq.checkout import import_checkout_tool
+
+    try:
+        main = import_checkout_tool("bench.main", "main")
+    except CancelqError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     raise typer.Exit(main(list(ctx.args)))
 
 
 @app.command()
 def confirmer() -> None:
     """Run a confirmer: follow each account's private order stream and confirm cancels."""
-    from confirmer.main import run_confirmer
+    from cancelq.confirmer.main import run_confirmer
 
     try:
         run_confirmer(_settings())

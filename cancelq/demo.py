@@ -32,9 +32,9 @@ from cancelq.embedded_redis import RedisServer, free_port
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
 from cancelq.processes import ConfirmerProcess, WorkerProcess
+from cancelq.producers.client import CancelProducer
+from cancelq.producers.message import encode_message
 from cancelq.settings import Settings
-from producers.client import CancelProducer
-from producers.message import encode_message
 
 console = Console(stderr=True)
 #: (alias, category, symbol, credential kind)
@@ -123,7 +123,7 @@ def _embedded_redis() -> Iterator[str]:
 
 @contextmanager
 def _simulator(accounts_file: Path) -> Iterator[Any]:
-    from simulator.testing import SimulatorProcess
+    from cancelq.simulator.testing import SimulatorProcess
 
     with SimulatorProcess(accounts_file=accounts_file) as sim:
         console.print(f"Bybit V5 simulator on {sim.base_url}")

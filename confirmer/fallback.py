@@ -18,12 +18,12 @@ from pathlib import Path
 import redis
 
 from cancelq.confirmations import result_for
+from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.store import FinalState
 from cancelq.errors import CancelqError, ExchangeError, StoreError
 from cancelq.keys import Keys
-from confirmer.metrics import ConfirmerMetrics, safely
-from confirmer.store import FinalState
-from worker.bybit_client import REALTIME, BybitClient, Credentials
-from worker.clock import ServerClock
+from cancelq.worker.bybit_client import REALTIME, BybitClient, Credentials
+from cancelq.worker.clock import ServerClock
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent

@@ -11,12 +11,12 @@ import redis
 from prometheus_client import start_http_server
 
 from cancelq.accounts import load_accounts
+from cancelq.confirmer.config import load_confirmer_config
+from cancelq.confirmer.metrics import ConfirmerMetrics
+from cancelq.confirmer.service import Confirmer, Parts
 from cancelq.errors import ConfigError
 from cancelq.logs import configure_logging
 from cancelq.settings import Settings
-from confirmer.config import load_confirmer_config
-from confirmer.metrics import ConfirmerMetrics
-from confirmer.service import Confirmer, Parts
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cancelq.confirmations import Confirmation, ConfirmationRecord, now_ms, result_for
+from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.store import ConfirmationStore, FinalState
 from cancelq.errors import CancelqError
 from cancelq.outcomes import Outcome
-from confirmer.metrics import ConfirmerMetrics, safely
-from confirmer.store import ConfirmationStore, FinalState
 
 log = logging.getLogger(__name__)
 

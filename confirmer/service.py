@@ -19,21 +19,21 @@ import redis
 
 from cancelq.accounts import Account
 from cancelq.confirmations import now_ms
+from cancelq.confirmer.config import ConfirmerConfig
+from cancelq.confirmer.fallback import Budget, FallbackBudget, FallbackWorker, RestChecker
+from cancelq.confirmer.leases import TAKEN, LeaseStore
+from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.resolver import Resolver, StreamSink
+from cancelq.confirmer.store import ConfirmationStore
+from cancelq.confirmer.stream import OrderStream
+from cancelq.confirmer.sweeper import Ownership, Sweeper
 from cancelq.errors import CancelqError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from cancelq.settings import Settings
-from confirmer.config import ConfirmerConfig
-from confirmer.fallback import Budget, FallbackBudget, FallbackWorker, RestChecker
-from confirmer.leases import TAKEN, LeaseStore
-from confirmer.metrics import ConfirmerMetrics, safely
-from confirmer.resolver import Resolver, StreamSink
-from confirmer.store import ConfirmationStore
-from confirmer.stream import OrderStream
-from confirmer.sweeper import Ownership, Sweeper
-from worker.bybit_client import BybitClient, Credentials, new_session
-from worker.clock import ServerClock
-from worker.signing import signer_for
+from cancelq.worker.bybit_client import BybitClient, Credentials, new_session
+from cancelq.worker.clock import ServerClock
+from cancelq.worker.signing import signer_for
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from cancelq.confirmations import Confirmation, ConfirmationRecord, result_for
+from cancelq.confirmer.config import ConfirmerConfig
+from cancelq.confirmer.fallback import Check
+from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.resolver import Resolver
 from cancelq.outcomes import Outcome
-from confirmer.config import ConfirmerConfig
-from confirmer.fallback import Check
-from confirmer.metrics import ConfirmerMetrics, safely
-from confirmer.resolver import Resolver
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cancelq.embedded_redis import RedisServer, free_port
 from cancelq.outcomes import Outcome
 from cancelq.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
-from producers.client import CancelProducer
-from producers.message import encode_message
-from simulator.testing import SimulatorProcess
+from cancelq.producers.client import CancelProducer
+from cancelq.producers.message import encode_message
+from cancelq.simulator.testing import SimulatorProcess
 
 WORKER_JOB = "cancelq-worker"
 CONFIRMER_JOB = "cancelq-confirmer"

@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 
-from worker.metrics import Metrics
+from cancelq.worker.metrics import Metrics
 
 ACCOUNTS = ("main", "alt")
 STATUSES = (

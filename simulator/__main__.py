@@ -1,8 +1,8 @@
-"""``python -m simulator ...``: same as ``cancelq simulator ...``."""
+"""``python -m cancelq.simulator ...``: same as ``cancelq simulator ...``."""
 
 import sys
 
-from simulator.cli import main
+from cancelq.simulator.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

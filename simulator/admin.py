@@ -14,14 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.accounts import AccountError, make_account
-from simulator.admin_ws import ws_routes
-from simulator.endpoints import decimal_or_none
-from simulator.faults import updated
-from simulator.orders import NewOrder, Order, Rejection, parse_kind
-from simulator.recorder import cancel_counts, max_window_counts
-from simulator.retcodes import Dialect
-from simulator.state import SimulatorState
+from cancelq.simulator.accounts import AccountError, make_account
+from cancelq.simulator.admin_ws import ws_routes
+from cancelq.simulator.endpoints import decimal_or_none
+from cancelq.simulator.faults import updated
+from cancelq.simulator.orders import NewOrder, Order, Rejection, parse_kind
+from cancelq.simulator.recorder import cancel_counts, max_window_counts
+from cancelq.simulator.retcodes import Dialect
+from cancelq.simulator.state import SimulatorState
 
 PREFIX = "/__admin"
 ADMIN_AUTH_HEADER = "X-Admin-Token"

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.ws import PrivateStreams
+from cancelq.simulator.ws import PrivateStreams
 
 
 def _flag(value: Any) -> bool:

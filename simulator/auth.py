@@ -26,8 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from simulator import retcodes
-from simulator.accounts import Account, AccountStore
+from cancelq.simulator import retcodes
+from cancelq.simulator.accounts import Account, AccountStore
 
 H_API_KEY = "X-BAPI-API-KEY"
 H_TIMESTAMP = "X-BAPI-TIMESTAMP"

@@ -1,4 +1,4 @@
-"""Command line: ``cancelq simulator ARGS`` and ``python -m simulator ARGS`` both land here."""
+"""Command line: ``cancelq simulator ARGS`` and ``python -m cancelq.simulator ARGS``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from simulator import config as defaults
-from simulator.accounts import AccountError
-from simulator.config import SimulatorConfig
-from simulator.faults import DISTRIBUTIONS, FaultSettings
-from simulator.retcodes import Dialect
+from cancelq.simulator import config as defaults
+from cancelq.simulator.accounts import AccountError
+from cancelq.simulator.config import SimulatorConfig
+from cancelq.simulator.faults import DISTRIBUTIONS, FaultSettings
+from cancelq.simulator.retcodes import Dialect
 
 ADMIN_ENV_VAR = "SIMULATOR_ADMIN_TOKEN"
 
@@ -155,7 +155,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run until SIGINT/SIGTERM; exit status."""
-    from simulator.server import run
+    from cancelq.simulator.server import run
 
     config = config_from_args(argv)
     logging.basicConfig(level=config.log_level, stream=sys.stderr)

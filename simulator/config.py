@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.faults import FaultSettings
-from simulator.retcodes import Dialect
+from cancelq.simulator.faults import FaultSettings
+from cancelq.simulator.retcodes import Dialect
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080  # 0 = pick a free port and print it

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from simulator import retcodes
-from simulator.accounts import Account
-from simulator.orders import (
+from cancelq.simulator import retcodes
+from cancelq.simulator.accounts import Account
+from cancelq.simulator.orders import (
     CATEGORIES,
     CancelScope,
     NewOrder,
@@ -22,9 +22,9 @@ from simulator.orders import (
     Rejection,
     parse_kind,
 )
-from simulator.recorder import Identity
-from simulator.retcodes import Outcome
-from simulator.state import SimulatorState
+from cancelq.simulator.recorder import Identity
+from cancelq.simulator.retcodes import Outcome
+from cancelq.simulator.state import SimulatorState
 
 BATCH_MAX = {"spot": 10, "linear": 20, "inverse": 20, "option": 20}
 FUTURES_CANCEL_ALL_CAP = 500

@@ -16,14 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import endpoints, retcodes
-from simulator.accounts import Account
-from simulator.auth import H_API_KEY, AuthFailure, authenticate
-from simulator.endpoints import Business, Reply
-from simulator.faults import FaultDecision, FaultKind
-from simulator.ratelimit import Decision
-from simulator.recorder import RequestRecord
-from simulator.state import SimulatorState
+from cancelq.simulator import endpoints, retcodes
+from cancelq.simulator.accounts import Account
+from cancelq.simulator.auth import H_API_KEY, AuthFailure, authenticate
+from cancelq.simulator.endpoints import Business, Reply
+from cancelq.simulator.faults import FaultDecision, FaultKind
+from cancelq.simulator.ratelimit import Decision
+from cancelq.simulator.recorder import RequestRecord
+from cancelq.simulator.state import SimulatorState
 
 JSON_TYPE = "application/json"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

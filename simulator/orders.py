@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from simulator.retcodes import Outcome
+from cancelq.simulator.retcodes import Outcome
 
 _log = logging.getLogger(__name__)
 

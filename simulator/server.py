@@ -19,11 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.admin import PREFIX, build_admin_app
-from simulator.config import SimulatorConfig
-from simulator.handlers import V5Handlers
-from simulator.state import SimulatorState
-from simulator.ws import PATH as PRIVATE_WS_PATH
+from cancelq.simulator.admin import PREFIX, build_admin_app
+from cancelq.simulator.config import SimulatorConfig
+from cancelq.simulator.handlers import V5Handlers
+from cancelq.simulator.state import SimulatorState
+from cancelq.simulator.ws import PATH as PRIVATE_WS_PATH
 
 _log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 2.0

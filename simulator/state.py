@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from simulator.accounts import AccountStore, load_accounts
-from simulator.config import SimulatorConfig
-from simulator.faults import FaultInjector
-from simulator.orders import OrderBook
-from simulator.ratelimit import RateLimiter
-from simulator.recorder import Recorder
-from simulator.retcodes import Dialect
-from simulator.ws import PrivateStreams
+from cancelq.simulator.accounts import AccountStore, load_accounts
+from cancelq.simulator.config import SimulatorConfig
+from cancelq.simulator.faults import FaultInjector
+from cancelq.simulator.orders import OrderBook
+from cancelq.simulator.ratelimit import RateLimiter
+from cancelq.simulator.recorder import Recorder
+from cancelq.simulator.retcodes import Dialect
+from cancelq.simulator.ws import PrivateStreams
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """Helpers for tests anywhere in the project: start a simulator, sign requests.
 
-* :class:`SimulatorProcess` runs ``python -m simulator --port 0 ...`` as a subprocess.
+* :class:`SimulatorProcess` runs ``python -m cancelq.simulator --port 0 ...`` as a subprocess.
 * :class:`InProcessSimulator` runs it in a thread of the current process (fast; the test can
   reach ``.state`` directly).
 * :func:`write_accounts_file` writes an accounts TOML; :func:`signed_request` signs by hand.
@@ -28,10 +28,10 @@ from typing import Any, Self
 
 import requests
 
-from simulator.admin_client import AdminClient
-from simulator.config import SimulatorConfig
-from simulator.server import SimulatorServer
-from simulator.state import SimulatorState
+from cancelq.simulator.admin_client import AdminClient
+from cancelq.simulator.config import SimulatorConfig
+from cancelq.simulator.server import SimulatorServer
+from cancelq.simulator.state import SimulatorState
 
 READY_RE = re.compile(r"simulator listening on (https?://\S+)")
 DEFAULT_STARTUP_TIMEOUT_S = 20.0
@@ -78,7 +78,7 @@ class SimulatorProcess:
     ) -> None:
         """``tls`` = (CA cert, server cert, server key): serve HTTPS with that certificate; the
         admin client verifies it against the CA."""
-        self.args = [python, "-m", "simulator", "--port", "0"]
+        self.args = [python, "-m", "cancelq.simulator", "--port", "0"]
         self.ca_file: str | None = None
         if tls is not None:
             ca_cert, cert, key = tls

@@ -30,9 +30,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from simulator.accounts import AccountStore
-from simulator.auth import signature_matches
-from simulator.orders import OrderEvent
+from cancelq.simulator.accounts import AccountStore
+from cancelq.simulator.auth import signature_matches
+from cancelq.simulator.orders import OrderEvent
 
 PATH = "/v5/private"
 TOPICS = frozenset({"order", "execution", "position", "wallet", "greeks"})

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cancelq.embedded_redis import RedisServer, free_port
 from cancelq.processes import ConfirmerProcess, WorkerProcess
-from producers.client import CancelProducer
-from simulator.testing import SimulatorProcess
+from cancelq.producers.client import CancelProducer
+from cancelq.simulator.testing import SimulatorProcess
 
 SECRETS = {"main": "main-secret-2f9c1e77", "page": "page-secret-8d0b4a13"}
 KEYS = {"main": "MAINKEY00000001", "rsa": "RSAKEY000000002", "page": "PAGEKEY00000003"}

@@ -57,10 +57,10 @@ def create_app(settings: Settings) -> Celery:
         # kombu's Redis transport with a channel that turns unreadable queue items (garbage
         # pushed with plain Redis commands, non-envelopes, oversized items) into dead letters;
         # stock kombu raises in the event loop and the worker exits with the item gone.
-        broker_transport="worker.consumer_steps:Transport",
+        broker_transport="cancelq.worker.consumer_steps:Transport",
         # Celery's consumer with hooks that record every message it would drop (decode errors,
         # unknown tasks, pickle and other refused content types) as a dead letter.
-        worker_consumer="worker.consumer_steps:Consumer",
+        worker_consumer="cancelq.worker.consumer_steps:Consumer",
         # Reconnect to the broker forever, from the first connection on.
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,

@@ -20,7 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cancelq.errors import ExchangeUnavailableError
-from worker.signing import Signer, auth_headers
+from cancelq.worker.signing import Signer, auth_headers
 
 CANCEL: Final = "/v5/order/cancel"
 CANCEL_BATCH: Final = "/v5/order/cancel-batch"

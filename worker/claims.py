@@ -20,7 +20,7 @@ from cancelq.confirmations import Expectation
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
-from worker.scripted_pipeline import queue_script
+from cancelq.worker.scripted_pipeline import queue_script
 
 Verdict = Literal["own", "duplicate", "finished"]
 
@@ -35,7 +35,7 @@ class Claim:
 
 
 def _script(name: str) -> str:
-    return resources.files("worker").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("cancelq.worker").joinpath(name).read_text(encoding="utf-8")
 
 
 class ClaimStore:

@@ -37,8 +37,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads
 
 from cancelq.contract import TASK_NAME
-from worker.dead_letters import DeadLetters, Reason
-from worker.ratelimit.lanes import SUBMIT_TASK
+from cancelq.worker.dead_letters import DeadLetters, Reason
+from cancelq.worker.ratelimit.lanes import SUBMIT_TASK
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import redis
 
 from cancelq.contract import REQUEST_ID_RE
 from cancelq.keys import Keys
-from worker.metrics import Metrics, safely
+from cancelq.worker.metrics import Metrics, safely
 
 log = logging.getLogger(__name__)
 

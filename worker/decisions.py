@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
-from worker.bybit_client import ExchangeReply
-from worker.policy import Action
-from worker.tickets import Ticket
+from cancelq.worker.bybit_client import ExchangeReply
+from cancelq.worker.policy import Action
+from cancelq.worker.tickets import Ticket
 
 #: Final actions: the status they end in and whether the identity stays deduplicated.
 FINAL: Mapping[Action, tuple[Status, bool]] = {

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from cancelq.contract import Note
-from worker.metrics import Metrics, safely
+from cancelq.worker.metrics import Metrics, safely
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from importlib import resources
 import redis
 
 from cancelq.errors import StoreError
-from worker.claims import Claim, parse_claim
-from worker.ratelimit.lanes import Admission, parse_admission
+from cancelq.worker.claims import Claim, parse_claim
+from cancelq.worker.ratelimit.lanes import Admission, parse_admission
 
 CLAIM_KEYS, CLAIM_ARGS = 3, 5
 ADMIT_KEYS, ADMIT_ARGS = 7, 11
@@ -44,8 +44,8 @@ def _source(package: str, name: str) -> str:
 
 def compose() -> str:
     """The intake script: both scripts as local functions (their KEYS/ARGV are parameters)."""
-    claim = _source("worker", "claim.lua")
-    admit = _source("worker.ratelimit", "admit.lua")
+    claim = _source("cancelq.worker", "claim.lua")
+    admit = _source("cancelq.worker.ratelimit", "admit.lua")
     return (
         f"local function claim(KEYS, ARGV)\n{claim}\nend\n"
         f"local function admit(KEYS, ARGV)\n{admit}\nend\n{_GLUE}"

@@ -24,15 +24,15 @@ from cancelq.contract import Category, KillRequest, parse_cancel, read_kill
 from cancelq.errors import ContractError, ExchangeUnavailableError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.symbols import in_scope
-from worker.bybit_client import CANCEL_ALL, ExchangeReply
-from worker.decisions import Final as FinalDecision
-from worker.field_notes import FieldNotes
-from worker.metrics import safely
-from worker.policy import Action, classify
-from worker.ratelimit.lanes import lane_name
-from worker.records import Recorder
-from worker.runtime import AccountRuntime, Runtime
-from worker.tickets import Ticket, now_ms, parked_fields
+from cancelq.worker.bybit_client import CANCEL_ALL, ExchangeReply
+from cancelq.worker.decisions import Final as FinalDecision
+from cancelq.worker.field_notes import FieldNotes
+from cancelq.worker.metrics import safely
+from cancelq.worker.policy import Action, classify
+from cancelq.worker.ratelimit.lanes import lane_name
+from cancelq.worker.records import Recorder
+from cancelq.worker.runtime import AccountRuntime, Runtime
+from cancelq.worker.tickets import Ticket, now_ms, parked_fields
 
 log = logging.getLogger(__name__)
 

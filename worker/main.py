@@ -11,19 +11,19 @@ from celery.signals import worker_ready, worker_shutting_down
 from cancelq.logs import configure_logging
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
-from worker.app import create_app
-from worker.consumer_steps import install as install_dead_letters
-from worker.consumer_steps import install_grace_deadline
-from worker.dead_letters import DeadLetters, url_secrets
-from worker.decisions import NETWORK, RETRY_REASONS
-from worker.killswitch import CATEGORIES
-from worker.metrics import Metrics
-from worker.observability import Observer, observer_step
-from worker.pipeline import CancelPipeline
-from worker.ratelimit.dispatcher import Dispatcher
-from worker.rescue import Rescuer
-from worker.runtime import build_runtime
-from worker.task import PipelineProvider, register_tasks
+from cancelq.worker.app import create_app
+from cancelq.worker.consumer_steps import install as install_dead_letters
+from cancelq.worker.consumer_steps import install_grace_deadline
+from cancelq.worker.dead_letters import DeadLetters, url_secrets
+from cancelq.worker.decisions import NETWORK, RETRY_REASONS
+from cancelq.worker.killswitch import CATEGORIES
+from cancelq.worker.metrics import Metrics
+from cancelq.worker.observability import Observer, observer_step
+from cancelq.worker.pipeline import CancelPipeline
+from cancelq.worker.ratelimit.dispatcher import Dispatcher
+from cancelq.worker.rescue import Rescuer
+from cancelq.worker.runtime import build_runtime
+from cancelq.worker.task import PipelineProvider, register_tasks
 
 log = logging.getLogger(__name__)
 

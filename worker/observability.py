@@ -17,10 +17,10 @@ from prometheus_client import start_http_server
 from cancelq.errors import StoreError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
-from worker.metrics import Metrics, safely
-from worker.ratelimit.dispatcher import Dispatcher
-from worker.ratelimit.lanes import Lanes
-from worker.rescue import Rescuer
+from cancelq.worker.metrics import Metrics, safely
+from cancelq.worker.ratelimit.dispatcher import Dispatcher
+from cancelq.worker.ratelimit.lanes import Lanes
+from cancelq.worker.rescue import Rescuer
 
 log = logging.getLogger(__name__)
 

@@ -24,19 +24,19 @@ import redis
 
 from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
-from worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
-from worker.claims import Claim, ClaimEntry, parse_claim
-from worker.decisions import Again, Final, RetryPolicy
-from worker.field_notes import FieldNotes
-from worker.killswitch import KillSwitch, covered_by, kill_covering
-from worker.metrics import safely
-from worker.policy import Action, classify
-from worker.ratelimit.lanes import Admission, Budget, lane_name
-from worker.records import Recorder
-from worker.runtime import AccountRuntime, Runtime
-from worker.scripted_pipeline import run_pipeline
-from worker.submission import Submitter
-from worker.tickets import Ticket, now_ms, parked_fields
+from cancelq.worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
+from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
+from cancelq.worker.decisions import Again, Final, RetryPolicy
+from cancelq.worker.field_notes import FieldNotes
+from cancelq.worker.killswitch import KillSwitch, covered_by, kill_covering
+from cancelq.worker.metrics import safely
+from cancelq.worker.policy import Action, classify
+from cancelq.worker.ratelimit.lanes import Admission, Budget, lane_name
+from cancelq.worker.records import Recorder
+from cancelq.worker.runtime import AccountRuntime, Runtime
+from cancelq.worker.scripted_pipeline import run_pipeline
+from cancelq.worker.submission import Submitter
+from cancelq.worker.tickets import Ticket, now_ms, parked_fields
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_MS = 1000

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Final
 
 from cancelq.errors import ConfigError
-from worker.bybit_client import ExchangeReply
+from cancelq.worker.bybit_client import ExchangeReply
 
 
 class Action(StrEnum):

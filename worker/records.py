@@ -17,14 +17,14 @@ from cancelq.confirmations import Expectation
 from cancelq.contract import REQUEST_ID_RE, CancelRequest
 from cancelq.errors import StoreError
 from cancelq.outcomes import Outcome, Status
-from worker.bybit_client import ExchangeReply
-from worker.decisions import Final
-from worker.metrics import UNKNOWN_ACCOUNT, safely
-from worker.runtime import Runtime
-from worker.scripted_pipeline import run_pipeline
-from worker.tickets import Ticket, now_ms
+from cancelq.worker.bybit_client import ExchangeReply
+from cancelq.worker.decisions import Final
+from cancelq.worker.metrics import UNKNOWN_ACCOUNT, safely
+from cancelq.worker.runtime import Runtime
+from cancelq.worker.scripted_pipeline import run_pipeline
+from cancelq.worker.tickets import Ticket, now_ms
 
-log = logging.getLogger("worker.pipeline")
+log = logging.getLogger("cancelq.worker.pipeline")
 
 LOG_LEVEL: Mapping[Status, int] = {
     Status.AUTH_FAILED: logging.ERROR,

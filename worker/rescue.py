@@ -28,7 +28,9 @@ class Rescuer:
         self._keys = keys
         self._after_ms = int(after_s * 1000)
         self._batch = batch
-        script = resources.files("worker").joinpath("rescue.lua").read_text(encoding="utf-8")
+        script = (
+            resources.files("cancelq.worker").joinpath("rescue.lua").read_text(encoding="utf-8")
+        )
         self._rescue = client.register_script(script)
 
     def sweep(self) -> Sweep:

@@ -16,14 +16,14 @@ from cancelq.accounts import Account, load_accounts
 from cancelq.errors import ConfigError
 from cancelq.keys import Keys
 from cancelq.settings import Settings
-from worker.bybit_client import BybitClient, Credentials, new_session
-from worker.claims import ClaimStore
-from worker.clock import ServerClock
-from worker.intake import Intake
-from worker.metrics import Metrics, safely
-from worker.policy import Action, build_table
-from worker.ratelimit.lanes import Lanes
-from worker.signing import signer_for
+from cancelq.worker.bybit_client import BybitClient, Credentials, new_session
+from cancelq.worker.claims import ClaimStore
+from cancelq.worker.clock import ServerClock
+from cancelq.worker.intake import Intake
+from cancelq.worker.metrics import Metrics, safely
+from cancelq.worker.policy import Action, build_table
+from cancelq.worker.ratelimit.lanes import Lanes
+from cancelq.worker.signing import signer_for
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cancelq.errors import ExchangeUnavailableError
-from worker.bybit_client import CANCEL, CANCEL_BATCH, BybitClient, ExchangeReply
-from worker.clock import ServerClock
-from worker.tickets import Ticket
+from cancelq.worker.bybit_client import CANCEL, CANCEL_BATCH, BybitClient, ExchangeReply
+from cancelq.worker.clock import ServerClock
+from cancelq.worker.tickets import Ticket
 
 Sent = tuple[Ticket, ExchangeReply | None]
 

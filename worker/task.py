@@ -24,8 +24,8 @@ from celery.exceptions import Retry as CeleryRetry
 
 from cancelq.contract import KILL_TASK_NAME, TASK_NAME
 from cancelq.errors import StoreError
-from worker.pipeline import CancelPipeline
-from worker.ratelimit.lanes import SUBMIT_TASK
+from cancelq.worker.pipeline import CancelPipeline
+from cancelq.worker.ratelimit.lanes import SUBMIT_TASK
 
 log = logging.getLogger(__name__)
 STORE_RETRY_S = 1.0

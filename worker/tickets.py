@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cancelq.contract import CancelRequest
-from worker.runtime import AccountRuntime
+from cancelq.worker.runtime import AccountRuntime
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import redis
 
 from cancelq.embedded_redis import RedisServer
 from cancelq.processes import ConfirmerProcess
-from simulator.testing import SimulatorProcess
+from cancelq.simulator.testing import SimulatorProcess
 from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
 
 CONFIRM_DEADLINE_S = "8"

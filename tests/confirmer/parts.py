@@ -11,15 +11,15 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from cancelq.confirmations import ConfirmationRecord, Expectation
+from cancelq.confirmer.config import load_confirmer_config
+from cancelq.confirmer.fallback import Check
+from cancelq.confirmer.metrics import ConfirmerMetrics
+from cancelq.confirmer.resolver import Resolver, StreamSink
+from cancelq.confirmer.store import ConfirmationStore
+from cancelq.confirmer.sweeper import Ownership, Sweeper
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
-from confirmer.config import load_confirmer_config
-from confirmer.fallback import Check
-from confirmer.metrics import ConfirmerMetrics
-from confirmer.resolver import Resolver, StreamSink
-from confirmer.store import ConfirmationStore
-from confirmer.sweeper import Ownership, Sweeper
-from worker.claims import ClaimStore
+from cancelq.worker.claims import ClaimStore
 
 KEYS = Keys()
 

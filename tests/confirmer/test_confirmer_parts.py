@@ -12,12 +12,12 @@ import pytest
 import redis
 
 from cancelq.confirmations import Confirmation, ConfirmationRecord, result_for, summarize
-from confirmer.fallback import Budget, FallbackBudget
-from confirmer.leases import RENEWED, TAKEN, LeaseStore
-from confirmer.stream import auth_message, backoff_s
+from cancelq.confirmer.fallback import Budget, FallbackBudget
+from cancelq.confirmer.leases import RENEWED, TAKEN, LeaseStore
+from cancelq.confirmer.stream import auth_message, backoff_s
+from cancelq.worker.signing import HmacSigner
 from tests.confirmer.parts import KEYS, Parts, accepted, push
 from tests.confirmer.parts import record as read_record
-from worker.signing import HmacSigner
 
 
 def _accepted(client: redis.Redis, rid: str, order_id: str, *, deadline_ms: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from cancelq.confirmations import Confirmation
+from cancelq.worker.scripted_pipeline import run_pipeline
 from tests.confirmer.parts import (
     KEYS,
     Parts,
@@ -25,7 +26,6 @@ from tests.confirmer.parts import (
     push,
 )
 from tests.confirmer.parts import record as read_record
-from worker.scripted_pipeline import run_pipeline
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cancelq.embedded_redis import RedisServer
 from cancelq.outcomes import Outcome, Status
-from simulator.testing import SimulatorProcess
+from cancelq.simulator.testing import SimulatorProcess
 from tests.support import Stack, scan_redis
 
 ACCOUNTS = {

@@ -33,7 +33,7 @@ DISTINCT = 1000
 PRODUCERS = 3
 PRODUCER = """
 import json, random, sys
-from producers.client import CancelProducer
+from cancelq.producers.client import CancelProducer
 url, seed, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 requests = json.load(open(path))
 random.Random(seed).shuffle(requests)

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from cancelq.embedded_redis import RedisServer
-from simulator.testing import SimulatorProcess
+from cancelq.simulator.testing import SimulatorProcess
 from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
 
 pytestmark = pytest.mark.integration

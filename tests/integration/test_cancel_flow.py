@@ -6,7 +6,7 @@ import pytest
 
 from cancelq.errors import ContractError
 from cancelq.outcomes import Status
-from producers.message import encode_message
+from cancelq.producers.message import encode_message
 from tests.support import KEYS, Stack, cancel
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cancelq.contract import RULES, CancelRequest, normalise
 from cancelq.outcomes import Status
-from producers.message import build_message
+from cancelq.producers.message import build_message
 from tests.support import Stack, cancel
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -11,8 +11,8 @@ from pybit.unified_trading import HTTP
 
 from cancelq.embedded_redis import RedisServer
 from cancelq.outcomes import Status
+from cancelq.simulator.testing import SimulatorProcess
 from cancelq.tls import make_tls_files
-from simulator.testing import SimulatorProcess
 from tests.support import KEYS, SECRETS, Stack, cancel, new_rsa_pair, write_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

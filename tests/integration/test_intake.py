@@ -11,11 +11,11 @@ import redis
 
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
+from cancelq.worker.claims import ClaimEntry, ClaimStore, parse_claim
+from cancelq.worker.intake import Intake
+from cancelq.worker.ratelimit.lanes import Budget, Lanes
+from cancelq.worker.scripted_pipeline import run_pipeline
 from tests.support import Stack, cancel
-from worker.claims import ClaimEntry, ClaimStore, parse_claim
-from worker.intake import Intake
-from worker.ratelimit.lanes import Budget, Lanes
-from worker.scripted_pipeline import run_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 KEYS = Keys()

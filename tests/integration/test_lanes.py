@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from cancelq.keys import Keys
-from worker.ratelimit.lanes import Budget, Lanes
+from cancelq.worker.ratelimit.lanes import Budget, Lanes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEYS = Keys()

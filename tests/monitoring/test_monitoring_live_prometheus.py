@@ -17,8 +17,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from confirmer.metrics import ConfirmerMetrics
-from confirmer.metrics import populate as populate_confirmer
+from cancelq.confirmer.metrics import ConfirmerMetrics
+from cancelq.confirmer.metrics import populate as populate_confirmer
+from cancelq.worker.metrics import Metrics
 from monitoring.promserver import (
     Prometheus,
     PrometheusError,
@@ -31,7 +32,6 @@ from monitoring.promserver import (
 from monitoring.queries import RULES_DIR, Query, all_queries, parse, to_promql
 from monitoring.render_panels import render_panels
 from monitoring.sample_exporter import populate, serve
-from worker.metrics import Metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

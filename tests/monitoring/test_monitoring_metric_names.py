@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from confirmer.metrics import ConfirmerMetrics
-from confirmer.metrics import populate as populate_confirmer
+from cancelq.confirmer.metrics import ConfirmerMetrics
+from cancelq.confirmer.metrics import populate as populate_confirmer
+from cancelq.worker.dead_letters import Reason
+from cancelq.worker.metrics import Metrics
 from monitoring.queries import Query, all_queries, parse, to_promql
 from monitoring.sample_exporter import populate
-from worker.dead_letters import Reason
-from worker.metrics import Metrics
 
 #: Labels Prometheus attaches to every scraped series, and its own per-target metric.
 TARGET_LABELS = frozenset({"instance", "job"})

@@ -21,7 +21,7 @@ from sim_helpers import (
     RsaPair,
 )
 
-from simulator.testing import InProcessSimulator
+from cancelq.simulator.testing import InProcessSimulator
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from simulator.testing import InProcessSimulator, signed_request
+from cancelq.simulator.testing import InProcessSimulator, signed_request
 
 HMAC_KEY = "HMACKEY0001"
 HMAC_SECRET = "hmac-secret-value-0001"

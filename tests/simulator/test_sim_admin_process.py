@@ -12,13 +12,13 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID
 
-from simulator.admin import STATE_KEY, admin_allowed, guard
-from simulator.admin_client import AdminClientError
-from simulator.cli import config_from_args
-from simulator.config import SimulatorConfig
-from simulator.retcodes import Dialect
-from simulator.state import SimulatorState
-from simulator.testing import (
+from cancelq.simulator.admin import STATE_KEY, admin_allowed, guard
+from cancelq.simulator.admin_client import AdminClientError
+from cancelq.simulator.cli import config_from_args
+from cancelq.simulator.config import SimulatorConfig
+from cancelq.simulator.retcodes import Dialect
+from cancelq.simulator.state import SimulatorState
+from cancelq.simulator.testing import (
     InProcessSimulator,
     SimulatorProcess,
     SimulatorStartError,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sim_helpers import HMAC_KEY, HMAC_UID, OTHER_KEY, OTHER_SECRET, V5
 
-from simulator.testing import InProcessSimulator
+from cancelq.simulator.testing import InProcessSimulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,7 +133,7 @@ def test_page_dialect_codes(v5: V5, sim: InProcessSimulator) -> None:
     assert code(v5.cancel("spot")) == 10005
     rejected = sim.state.book.get(place(sim))
     assert rejected is not None
-    from simulator.orders import OrderStatus
+    from cancelq.simulator.orders import OrderStatus
 
     rejected.status = OrderStatus.REJECTED
     assert code(v5.cancel("spot", orderId=rejected.order_id)) == 10004

@@ -9,7 +9,7 @@ import pytest
 import requests
 from sim_helpers import V5
 
-from simulator.testing import InProcessSimulator
+from cancelq.simulator.testing import InProcessSimulator
 
 pytestmark = pytest.mark.timeout(60)
 BODY = {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": "f1"}
@@ -103,7 +103,7 @@ def test_faults_scoped_to_endpoint(v5: V5, sim: InProcessSimulator) -> None:
 
 
 def test_faults_via_admin_roundtrip_and_validation(sim: InProcessSimulator) -> None:
-    from simulator.admin_client import AdminClientError
+    from cancelq.simulator.admin_client import AdminClientError
 
     settings: dict[str, Any] = sim.admin.set_faults(p_http_5xx=0.25, http_5xx_statuses=[502])
     assert settings["p_http_5xx"] == 0.25

@@ -15,7 +15,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID, RSA_KEY, RSA_UID, V5, RsaPair
 
-from simulator.testing import InProcessSimulator, signed_headers
+from cancelq.simulator.testing import InProcessSimulator, signed_headers
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,11 +16,17 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from simulator import retcodes
-from simulator.accounts import AccountError, AccountStore, derive_uid, load_accounts, make_account
-from simulator.auth import AuthFailure, authenticate, check_timestamp
-from simulator.faults import FaultInjector, FaultKind, FaultSettings, updated
-from simulator.orders import (
+from cancelq.simulator import retcodes
+from cancelq.simulator.accounts import (
+    AccountError,
+    AccountStore,
+    derive_uid,
+    load_accounts,
+    make_account,
+)
+from cancelq.simulator.auth import AuthFailure, authenticate, check_timestamp
+from cancelq.simulator.faults import FaultInjector, FaultKind, FaultSettings, updated
+from cancelq.simulator.orders import (
     CancelScope,
     NewOrder,
     OrderBook,
@@ -30,9 +36,9 @@ from simulator.orders import (
     Rejection,
     coins,
 )
-from simulator.ratelimit import RateLimiter, RollingWindow
-from simulator.recorder import Recorder, RequestRecord, cancel_counts, max_window_counts
-from simulator.retcodes import Dialect, Outcome
+from cancelq.simulator.ratelimit import RateLimiter, RollingWindow
+from cancelq.simulator.recorder import Recorder, RequestRecord, cancel_counts, max_window_counts
+from cancelq.simulator.retcodes import Dialect, Outcome
 
 NOW = 1_700_000_000_000
 

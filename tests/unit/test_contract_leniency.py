@@ -24,8 +24,8 @@ from cancelq.contract import (
     read_kill,
 )
 from cancelq.errors import ContractError
-from worker.field_notes import MAX_NAMES, OVERFLOW, FieldNotes
-from worker.metrics import Metrics
+from cancelq.worker.field_notes import MAX_NAMES, OVERFLOW, FieldNotes
+from cancelq.worker.metrics import Metrics
 
 NOW = 1_764_000_000_000
 IDENTITY: dict[str, Any] = {
@@ -163,7 +163,7 @@ def test_field_notes_bound_the_label_set_and_log_each_name_once(
 ) -> None:
     metrics = Metrics(CollectorRegistry())
     notes = FieldNotes(metrics)
-    with caplog.at_level(logging.WARNING, logger="worker.field_notes"):
+    with caplog.at_level(logging.WARNING, logger="cancelq.worker.field_notes"):
         for i in range(3):
             notes.observe([Note("strategy", "unknown")], f"r{i}")
         notes.observe([Note(f"f{i}", "unknown") for i in range(MAX_NAMES + 10)], "r9")

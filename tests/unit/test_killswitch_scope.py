@@ -5,7 +5,7 @@ import pytest
 from cancelq.contract import parse_kill
 from cancelq.errors import ContractError
 from cancelq.symbols import coins, in_scope
-from worker.killswitch import cancel_all_bodies, covers, kill_covering
+from cancelq.worker.killswitch import cancel_all_bodies, covers, kill_covering
 
 
 def test_spot_is_cancelled_once_per_order_filter() -> None:

@@ -8,7 +8,7 @@ import json
 from celery import Celery
 
 from cancelq.contract import QUEUE, TASK_NAME
-from producers.message import build_message
+from cancelq.producers.message import build_message
 
 FIELDS = {"account": "main", "category": "spot", "symbol": "BTCUSDT", "orderLinkId": "l1"}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from cancelq.errors import ConfigError
-from worker.bybit_client import ExchangeReply
-from worker.policy import PAGE, V5, Action, build_table, classify
+from cancelq.worker.bybit_client import ExchangeReply
+from cancelq.worker.policy import PAGE, V5, Action, build_table, classify
 
 
 def reply(ret_code: int | None, http: int = 200) -> ExchangeReply:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pybit._http_manager import generate_signature
 
 from cancelq.errors import ConfigError
-from worker.signing import HmacSigner, RsaSigner, auth_headers, string_to_sign
+from cancelq.worker.signing import HmacSigner, RsaSigner, auth_headers, string_to_sign
 
 BODY = json.dumps({"category": "spot", "symbol": "BTCUSDT", "orderId": "1"}, separators=(",", ":"))
 

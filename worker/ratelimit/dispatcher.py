@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from cancelq.errors import StoreError
-from worker.ratelimit.lanes import Lanes
+from cancelq.worker.ratelimit.lanes import Lanes
 
 log = logging.getLogger(__name__)
 

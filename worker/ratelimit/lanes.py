@@ -20,7 +20,7 @@ from redis.commands.core import Script
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
-from worker.scripted_pipeline import queue_script
+from cancelq.worker.scripted_pipeline import queue_script
 
 #: Bybit's cancel-batch caps: 10 items for spot, 20 for the others.
 BATCH_CAP: Final = {"spot": 10, "linear": 20, "inverse": 20, "option": 20}
@@ -83,7 +83,7 @@ def lane_name(account: str, category: str) -> str:
 
 
 def _script(name: str) -> str:
-    return resources.files("worker.ratelimit").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("cancelq.worker.ratelimit").joinpath(name).read_text(encoding="utf-8")
 
 
 class Lanes:
