@@ -1,0 +1,183 @@
+"""What cancelq relies on inside kombu and Celery, checked against the installed versions.
+
+cancelq overrides or depends on private parts of both frameworks (listed below). The range in
+pyproject.toml (``celery>=5.7,<5.8``, ``kombu>=5.7,<5.8``) is what the suite runs against; an
+upgrade that changes any of these fails here, loudly and by name, before it changes behaviour
+in production:
+
+* ``kombu.transport.redis.Channel._brpop_read`` is copied into cancelq's channel (an unreadable
+  queue item becomes a dead letter instead of ending the worker). The copy must follow
+  upstream: the upstream body is fingerprinted per kombu version.
+* the channel attributes that copy touches (``client.parse_response``, ``connection_errors``,
+  ``sep``, ``_queue_cycle``, ``connection._deliver``, ``_in_poll``, ``_flush_brpop_reauth``,
+  ``Message``);
+* transport options: ``unacked_restore_interval`` and ``unacked_restore_throttle`` are read
+  only from kombu 5.7 on. Before it kombu ignores them and sweeps for a dead pod's messages
+  every 100 s, which is why the range starts at 5.7;
+* kombu's unacked bookkeeping (hash ``unacked`` of delivery tag -> [message, exchange,
+  routing key], index ``unacked_index``), which the outbox rescue and the queue gauges read;
+* Celery's consumer hooks cancelq overrides (their names, signatures and call sites), and the
+  Celery settings cancelq sets.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from celery.app.defaults import NAMESPACES, flatten
+from celery.worker.consumer import consumer as celery_consumer
+from celery.worker.consumer import tasks as celery_tasks
+from kombu.transport import redis as kombu_redis
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from cancelq.keys import Keys
+from cancelq.settings import Settings
+from cancelq.worker import consumer_steps
+from cancelq.worker.app import create_app
+
+pytestmark = pytest.mark.timeout(30)
+
+#: ast fingerprint of upstream ``Channel._brpop_read``, per kombu version the copy was checked
+#: against. A new kombu version: read its ``_brpop_read``, bring the copy in line, add a line.
+BRPOP_READ_CHECKED = {"5.7.0": "e72b790a1afa840f"}
+
+
+def fingerprint(function: Callable[..., Any]) -> str:
+    """The function's syntax tree, hashed (comments and formatting do not count)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    return hashlib.sha256(ast.dump(tree.body[0]).encode()).hexdigest()[:16]
+
+
+def allowed(distribution: str) -> SpecifierSet:
+    """The version range the worker extra allows for ``distribution``."""
+    from importlib.metadata import requires
+
+    for line in requires("cancelq") or []:
+        requirement = Requirement(line)
+        if requirement.name == distribution and "worker" in str(requirement.marker):
+            return requirement.specifier
+    raise AssertionError(f"{distribution} is not pinned in the worker extra")
+
+
+@pytest.mark.parametrize("distribution", ["celery", "kombu"])
+def test_the_installed_framework_is_in_the_range_this_suite_checks(distribution: str) -> None:
+    installed = version(distribution)
+    assert installed in allowed(distribution), (distribution, installed)
+
+
+def test_upstream_brpop_read_is_the_one_cancelq_copied() -> None:
+    installed = version("kombu")
+    upstream = fingerprint(kombu_redis.Channel._brpop_read)
+    assert BRPOP_READ_CHECKED.get(installed) == upstream, (
+        f"kombu {installed}: Channel._brpop_read is not the body cancelq's copy follows "
+        f"(fingerprint {upstream}). Compare it with cancelq's Channel._brpop_read, update the "
+        f"copy, then record the fingerprint. Upstream now:\n"
+        + inspect.getsource(kombu_redis.Channel._brpop_read)
+    )
+
+
+def test_the_copy_overrides_the_upstream_method_of_the_same_signature() -> None:
+    ours = consumer_steps.Channel._brpop_read
+    assert ours is not kombu_redis.Channel._brpop_read
+    assert inspect.signature(ours).parameters.keys() == (
+        inspect.signature(kombu_redis.Channel._brpop_read).parameters.keys()
+    )
+    assert issubclass(consumer_steps.Transport, kombu_redis.Transport)
+    assert consumer_steps.Transport.Channel is consumer_steps.Channel
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    ["client", "connection_errors", "sep", "_queue_cycle", "_in_poll", "Message"],
+)
+def test_the_channel_attributes_the_copy_touches_exist(attribute: str) -> None:
+    source = inspect.getsource(kombu_redis.Channel)
+    assert attribute in dir(kombu_redis.Channel) or f"self.{attribute} =" in source, attribute
+
+
+def test_the_reauth_flush_the_copy_calls_exists() -> None:
+    assert callable(kombu_redis.Channel._flush_brpop_reauth)
+    assert "_flush_brpop_reauth" in inspect.getsource(consumer_steps.Channel._brpop_read)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "visibility_timeout",
+        "unacked_restore_interval",
+        "unacked_restore_throttle",
+        "health_check_interval",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "retry_on_timeout",
+    ],
+)
+def test_kombu_reads_every_transport_option_cancelq_sets(option: str) -> None:
+    assert option in kombu_redis.Channel.from_transport_options
+
+
+def test_the_sweep_interval_and_throttle_are_what_kombu_schedules_with() -> None:
+    register = inspect.getsource(kombu_redis.Transport.register_with_event_loop)
+    assert "'unacked_restore_interval'" in register
+    assert "maybe_restore_messages" in register
+    restore = inspect.getsource(kombu_redis.MultiChannelPoller.maybe_restore_messages)
+    assert "interval=channel.unacked_restore_throttle" in restore
+
+
+def test_every_transport_option_cancelq_sets_is_one_kombu_reads() -> None:
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    options = app.conf.broker_transport_options
+    assert set(options) <= set(kombu_redis.Channel.from_transport_options), set(options) - set(
+        kombu_redis.Channel.from_transport_options
+    )
+
+
+def test_kombus_unacked_bookkeeping_is_what_cancelq_reads() -> None:
+    keys = Keys()
+    assert kombu_redis.Channel.unacked_key == keys.unacked
+    assert kombu_redis.Channel.unacked_index_key == "unacked_index"
+    append = inspect.getsource(kombu_redis.QoS.append)
+    assert "dumps([message._raw, EX, RK])" in append, append
+    assert callable(kombu_redis.QoS.restore_by_tag)
+
+
+HOOKS = {
+    "on_decode_error": ["self", "message", "exc"],
+    "on_unknown_message": ["self", "body", "message"],
+    "on_unknown_task": ["self", "body", "message", "exc"],
+    "on_invalid_task": ["self", "body", "message", "exc"],
+    "create_task_handler": ["self", "promise"],
+}
+
+
+@pytest.mark.parametrize(("hook", "parameters"), HOOKS.items())
+def test_the_consumer_hooks_cancelq_overrides_keep_their_signature(
+    hook: str, parameters: list[str]
+) -> None:
+    upstream = getattr(celery_consumer.Consumer, hook)
+    assert list(inspect.signature(upstream).parameters) == parameters
+    assert getattr(consumer_steps.Consumer, hook) is not upstream
+
+
+def test_celery_still_calls_the_hooks() -> None:
+    handler = inspect.getsource(celery_consumer.Consumer.create_task_handler)
+    for hook in ("on_unknown_message", "on_unknown_task", "on_invalid_task"):
+        assert f"{hook} = self.{hook}" in handler, hook
+        assert f"return {hook}(" in handler, hook
+    assert "on_decode_error=c.on_decode_error" in inspect.getsource(celery_tasks)
+
+
+def test_every_celery_setting_cancelq_sets_exists() -> None:
+    known = {key for key, _ in flatten(NAMESPACES)}
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    ours = set(app.conf.changes) - {"deprecated_settings"}  # Celery's own bookkeeping
+    assert ours - known == set(), ours - known
