@@ -79,6 +79,27 @@ class Keys:
         """Token bucket of the confirmer's REST fallback (hash: tokens, at)."""
         return f"{self.prefix}:confirm:bucket:{account}"
 
+    def pods(self) -> str:
+        """Zset of worker processes (pod id -> Redis-clock ms of its last heartbeat)."""
+        return f"{self.prefix}:pods"
+
+    def pod(self, pod_id: str) -> str:
+        """A worker process's liveness key: it exists while the process beats (short TTL)."""
+        return f"{self.prefix}:pod:{pod_id}"
+
+    def pod_unacked(self, pod_id: str) -> str:
+        """Kombu's unacked hash of one worker process (delivery tag -> [message, exchange,
+        routing key]): what that process holds, taken over when it dies."""
+        return f"{self.prefix}:unacked:{pod_id}"
+
+    def pod_unacked_index(self, pod_id: str) -> str:
+        """Kombu's unacked index of one worker process (delivery tag -> Unix time taken)."""
+        return f"{self.prefix}:unacked_index:{pod_id}"
+
+    def pod_unacked_mutex(self, pod_id: str) -> str:
+        """Kombu's lock around one worker process's visibility-timeout restore."""
+        return f"{self.prefix}:unacked_mutex:{pod_id}"
+
     @property
     def unacked(self) -> str:
         """Kombu's hash of messages delivered to a worker and not acknowledged yet."""

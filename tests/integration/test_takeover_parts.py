@@ -1,0 +1,159 @@
+"""Takeover's parts against a real Redis: pod heartbeats, the hand-back of a dead pod's
+messages (kombu's own consumer records them in the pod's unacked hash), races and fencing of a
+pod that comes back. The end-to-end guarantee, with the default timings, is in tests/faults."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+
+from cancelq.embedded_redis import RedisServer
+from cancelq.keys import Keys
+from cancelq.worker.pods import PodBeat, new_pod_id
+from cancelq.worker.takeover import Takeover, redelivered
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+KEYS = Keys()
+QUEUES = ("cancelq", "cancelq.kill")
+
+
+def entry(tag: str, routing_key: str = "cancelq") -> str:
+    message = {
+        "body": "e30=",
+        "headers": {"task": "cancelq.cancel_order", "id": tag},
+        "properties": {"delivery_tag": tag, "delivery_info": {"routing_key": routing_key}},
+    }
+    return json.dumps([message, "", routing_key])
+
+
+def hold(client: redis.Redis, pod: str, *tags: str, routing_key: str = "cancelq") -> None:
+    for tag in tags:
+        client.hset(KEYS.pod_unacked(pod), tag, entry(tag, routing_key))
+        client.zadd(KEYS.pod_unacked_index(pod), {tag: time.time()})
+
+
+def beat(client: redis.Redis, pod: str, ttl_s: float = 0.3) -> PodBeat:
+    pulse = PodBeat(client, KEYS, pod, every_s=ttl_s / 3, ttl_s=ttl_s)
+    assert pulse.beat()
+    return pulse
+
+
+def test_pod_ids_are_unique_and_safe_in_key_names() -> None:
+    ids = {new_pod_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(all(c.isalnum() or c in "_.-" for c in pod) for pod in ids)
+
+
+def test_a_beating_pod_is_alive_and_a_silent_one_expires(client: redis.Redis) -> None:
+    pulse = beat(client, "p1")
+    pulse.start()
+    time.sleep(0.6)
+    assert client.exists(KEYS.pod("p1"))
+    pulse.stop()
+    time.sleep(0.5)
+    assert not client.exists(KEYS.pod("p1"))
+    assert client.zscore(KEYS.pods(), "p1") is not None  # the registry remembers it
+
+
+def test_a_dead_pods_messages_go_back_to_their_queues_marked_redelivered(
+    client: redis.Redis,
+) -> None:
+    client.zadd(KEYS.pods(), {"dead": 1, "me": 1})
+    hold(client, "dead", "a", "b")
+    hold(client, "dead", "k", routing_key="cancelq.kill")
+    client.lpush("cancelq", "waiting-already")
+    swept = Takeover(client, KEYS, me="me", queues=QUEUES).sweep()
+    assert (swept.dead, swept.restored) == (1, 3)
+    assert client.hlen(KEYS.pod_unacked("dead")) == 0
+    assert client.zcard(KEYS.pod_unacked_index("dead")) == 0
+    queued = [json.loads(m) for m in client.lrange("cancelq", 1, -1)]
+    assert client.lindex("cancelq", 0) == b"waiting-already"  # handed back at the consumer end
+    assert sorted(m["headers"]["id"] for m in queued) == ["a", "b"]
+    assert all(m["properties"]["delivery_info"]["redelivered"] for m in queued)
+    (kill,) = client.lrange("cancelq.kill", 0, -1)
+    assert json.loads(kill)["headers"]["id"] == "k"
+
+
+def test_a_live_pod_keeps_what_it_holds(client: redis.Redis) -> None:
+    beat(client, "busy", ttl_s=5)
+    hold(client, "busy", "x")
+    assert Takeover(client, KEYS, me="me", queues=QUEUES).sweep().restored == 0
+    assert client.hlen(KEYS.pod_unacked("busy")) == 1
+    assert client.llen("cancelq") == 0
+
+
+def test_a_pod_that_comes_back_before_the_hand_back_keeps_its_messages(
+    client: redis.Redis,
+) -> None:
+    """The script checks liveness in the same step as the hand-back (a frozen pod resumed)."""
+    client.zadd(KEYS.pods(), {"frozen": 1})
+    hold(client, "frozen", "f")
+    takeover = Takeover(client, KEYS, me="me", queues=QUEUES)
+    keys = [KEYS.pod("frozen"), KEYS.pod_unacked("frozen"), KEYS.pod_unacked_index("frozen")]
+    beat(client, "frozen", ttl_s=5)  # back between the sweep's liveness read and the hand-back
+    _, message = redelivered(entry("f"))
+    assert takeover._restore(keys=[*keys, "cancelq"], args=["f", message]) == 0
+    assert client.llen("cancelq") == 0
+    assert client.hexists(KEYS.pod_unacked("frozen"), "f")
+
+
+def test_two_sweepers_racing_hand_each_message_back_once(client: redis.Redis) -> None:
+    client.zadd(KEYS.pods(), {"dead": 1})
+    hold(client, "dead", *[f"m{i}" for i in range(50)])
+    first = Takeover(client, KEYS, me="a", queues=QUEUES)
+    second = Takeover(client, KEYS, me="b", queues=QUEUES)
+    entries = client.hgetall(KEYS.pod_unacked("dead"))
+    restored = first._hand_back("dead", entries) + second._hand_back("dead", entries)
+    assert restored == 50
+    assert client.llen("cancelq") == 50
+
+
+def test_a_dead_pod_that_holds_nothing_is_forgotten_after_a_while(client: redis.Redis) -> None:
+    client.zadd(KEYS.pods(), {"old": 1, "recent": time.time() * 1000})
+    swept = Takeover(client, KEYS, me="me", queues=QUEUES, forget_after_s=60).sweep()
+    assert (swept.dead, swept.forgotten) == (0, 1)
+    assert client.zrange(KEYS.pods(), 0, -1) == [b"recent"]
+
+
+def test_kombu_records_a_pods_messages_in_its_own_hash_and_a_takeover_redelivers_them(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    """The per-pod unacked hash is kombu's own bookkeeping, set by transport options."""
+    pod = "consumer-1"
+    options = {
+        "unacked_key": KEYS.pod_unacked(pod),
+        "unacked_index_key": KEYS.pod_unacked_index(pod),
+        "unacked_mutex_key": KEYS.pod_unacked_mutex(pod),
+    }
+    queue = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
+    with Connection(server.url) as producer:
+        producer.Producer().publish(
+            {"n": 1}, exchange=queue.exchange, routing_key="cancelq", declare=[queue]
+        )
+    taken: list[object] = []
+    with Connection(server.url, transport_options=options) as dying:
+        with dying.Consumer(queue, callbacks=[lambda body, _m: taken.append(body)]):
+            dying.drain_events(timeout=5)
+        assert taken == [{"n": 1}]
+        assert client.hlen(KEYS.pod_unacked(pod)) == 1  # held, not acked: the pod "dies" here
+        assert client.hlen(KEYS.unacked) == 0
+        client.zadd(KEYS.pods(), {pod: 1})
+        assert Takeover(client, KEYS, me="other", queues=QUEUES).sweep().restored == 1
+    # the "dead" pod closing late (it was only frozen) restores what it still had in memory:
+    # kombu finds nothing left in its hash, so nothing is pushed twice
+    assert client.llen("cancelq") == 1
+    received: list[tuple[object, bool]] = []
+    with Connection(server.url) as taker:
+
+        def on_message(body: object, message: object) -> None:
+            received.append((body, message.delivery_info.get("redelivered", False)))  # type: ignore[attr-defined]
+            message.ack()  # type: ignore[attr-defined]
+
+        with taker.Consumer(queue, callbacks=[on_message]):
+            taker.drain_events(timeout=5)
+    assert received == [({"n": 1}, True)]

@@ -1,0 +1,79 @@
+"""Worker processes show that they are alive in Redis, so that others can take over what a
+dead one held (``worker/takeover.py``).
+
+Each consuming worker process (a prefork pool's children share their parent's) has a pod id
+and beats every ``pod_beat_s`` from a thread of its own, beside Celery's event loop: the key
+``<prefix>:pod:<id>`` is set with a TTL of ``pod_ttl_s`` and the pod's entry in the
+``<prefix>:pods`` zset gets the Redis clock. A process whose key has expired is dead to the
+others. The thread never stops before the process ends: a warm shutdown still runs requests
+(and kombu hands back the rest), so the pod stays alive until it exits and its key expires a
+TTL later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+from importlib import resources
+
+import redis
+
+from cancelq.keys import Keys
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def new_pod_id() -> str:
+    """``<host>-<pid>-<random>``: unique per process start, readable in ``cancelq top``."""
+    host = _UNSAFE.sub("_", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class PodBeat:
+    """The heartbeat of one worker process in Redis."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, pod_id: str, *, every_s: float, ttl_s: float
+    ) -> None:
+        if ttl_s <= every_s:
+            raise ValueError("the pod TTL must be longer than the beat interval")
+        self.pod_id = pod_id
+        self._keys = keys
+        self._every_s = every_s
+        self._ttl_ms = int(ttl_s * 1000)
+        script = resources.files("cancelq.worker").joinpath("pod_beat.lua").read_text("utf-8")
+        self._beat = client.register_script(script)
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def beat(self) -> bool:
+        """One beat; False (logged) when Redis cannot be reached."""
+        try:
+            self._beat(
+                keys=[self._keys.pod(self.pod_id), self._keys.pods()],
+                args=[self.pod_id, self._ttl_ms],
+            )
+        except redis.RedisError:
+            log.warning("pod heartbeat not written: redis unavailable")
+            return False
+        return True
+
+    def start(self) -> None:
+        """Beat now, then every ``every_s`` until the process ends."""
+        self.beat()
+        self._thread = threading.Thread(target=self._loop, name="cancelq-pod-beat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (tests; a worker never calls it: its key expires after it exits)."""
+        self._stopped.set()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._every_s):
+            self.beat()

@@ -1,0 +1,137 @@
+"""Takeover: what a dead worker process held goes back to the queue within seconds.
+
+kombu records each message a process takes in an unacked hash and re-delivers it only after
+the visibility timeout (300 s by default). cancelq gives every worker process its own unacked
+hash (``<prefix>:unacked:<pod>``, a kombu transport option) and a heartbeat
+(``worker/pods.py``); every worker runs :meth:`Takeover.sweep` every ``pod_beat_s``: for each
+pod in the registry whose liveness key has expired, every message in its hash is pushed back at
+the consumer end of its queue (``takeover.lua``: atomically, once, and only while that pod is
+still dead), marked redelivered as kombu marks its own restores. The visibility timeout stays
+as the last resort for a live process that holds a message too long.
+
+What this hands back: messages the process had prefetched or was running (cancels, kills, and
+dispatched batches, which the submit task re-parks instead of sending: their budget was spent
+by the dead process). What it does not: a message between kombu's BRPOP and its unacked record
+(microseconds; the outbox sweep pushes it again) and requests already on the wire (the
+exchange answers the repeat "already gone").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from cancelq.errors import StoreError
+from cancelq.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TakeoverSweep:
+    dead: int  # pods found dead that still held messages
+    restored: int  # messages handed back to their queues
+    forgotten: int  # dead pods dropped from the registry (nothing held for forget_after_s)
+
+
+def redelivered(entry: bytes | str) -> tuple[str, str]:
+    """(routing key, message JSON marked redelivered) of one kombu unacked-hash entry."""
+    message, _exchange, routing_key = json.loads(entry)
+    if isinstance(message.get("headers"), dict):
+        message["headers"]["redelivered"] = True
+    properties = message.get("properties")
+    if isinstance(properties, dict) and isinstance(properties.get("delivery_info"), dict):
+        properties["delivery_info"]["redelivered"] = True
+    return str(routing_key), json.dumps(message)
+
+
+class Takeover:
+    """Hands back the messages of dead worker processes (every worker runs it)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        me: str,
+        queues: Iterable[str],
+        forget_after_s: float = 3600.0,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._me = me
+        self._queues = list(queues)
+        self._forget_after_ms = int(forget_after_s * 1000)
+        script = resources.files("cancelq.worker").joinpath("takeover.lua").read_text("utf-8")
+        self._restore = client.register_script(script)
+
+    def sweep(self) -> TakeoverSweep:
+        try:
+            return self._sweep()
+        except redis.RedisError as exc:
+            raise StoreError(f"takeover sweep failed: {exc}") from exc
+
+    def _sweep(self) -> TakeoverSweep:
+        registry: list[tuple[bytes | str, float]] = self._redis.zrange(  # type: ignore[assignment]
+            self._keys.pods(), 0, -1, withscores=True
+        )
+        pods = {_text(pod): float(score) for pod, score in registry}
+        pods.pop(self._me, None)
+        if not pods:
+            return TakeoverSweep(0, 0, 0)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for pod in pods:
+                pipe.exists(self._keys.pod(pod))
+            alive = pipe.execute()
+        dead = [pod for pod, live in zip(pods, alive, strict=True) if not live]
+        restored = forgotten = held = 0
+        now_ms = _redis_ms(self._redis.time())
+        for pod in dead:
+            entries: dict[Any, Any] = self._redis.hgetall(self._keys.pod_unacked(pod))
+            if entries:
+                held += 1
+                restored += self._hand_back(pod, entries)
+            elif pods[pod] < now_ms - self._forget_after_ms:
+                self._forget(pod)
+                forgotten += 1
+        if restored:
+            log.warning("took over %d messages of %d dead worker process(es)", restored, held)
+        return TakeoverSweep(held, restored, forgotten)
+
+    def _hand_back(self, pod: str, entries: Mapping[Any, Any]) -> int:
+        keys = [
+            self._keys.pod(pod),
+            self._keys.pod_unacked(pod),
+            self._keys.pod_unacked_index(pod),
+        ]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for tag, entry in entries.items():
+                try:
+                    routing_key, message = redelivered(entry)
+                except (ValueError, TypeError, AttributeError):
+                    log.error("unreadable unacked entry %r of pod %s left in place", tag, pod)
+                    continue
+                queue = routing_key if routing_key in self._queues else self._queues[0]
+                self._restore(keys=[*keys, queue], args=[_text(tag), message], client=pipe)
+            return sum(int(done) for done in pipe.execute())
+
+    def _forget(self, pod: str) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.pods(), pod)
+            pipe.delete(self._keys.pod_unacked_index(pod), self._keys.pod_unacked_mutex(pod))
+            pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _redis_ms(clock: tuple[int, int]) -> int:
+    seconds, micros = clock
+    return int(seconds) * 1000 + int(micros) // 1000
