@@ -17,8 +17,9 @@ from pathlib import Path
 
 import redis
 
+from cancelq.besteffort import safely
 from cancelq.confirmations import result_for
-from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.store import FinalState
 from cancelq.errors import CancelqError, ExchangeError, StoreError
 from cancelq.keys import Keys

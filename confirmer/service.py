@@ -18,11 +18,12 @@ from pathlib import Path
 import redis
 
 from cancelq.accounts import Account
+from cancelq.besteffort import safely
 from cancelq.confirmations import now_ms
 from cancelq.confirmer.config import ConfirmerConfig
 from cancelq.confirmer.fallback import Budget, FallbackBudget, FallbackWorker, RestChecker
 from cancelq.confirmer.leases import TAKEN, LeaseStore
-from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.resolver import Resolver, StreamSink
 from cancelq.confirmer.store import ConfirmationStore
 from cancelq.confirmer.stream import OrderStream

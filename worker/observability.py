@@ -14,10 +14,11 @@ import redis
 from celery import bootsteps
 from prometheus_client import start_http_server
 
+from cancelq.besteffort import safely
 from cancelq.errors import StoreError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
-from cancelq.worker.metrics import Metrics, safely
+from cancelq.worker.metrics import Metrics
 from cancelq.worker.ratelimit.dispatcher import Dispatcher
 from cancelq.worker.ratelimit.lanes import Lanes
 from cancelq.worker.rescue import Rescuer

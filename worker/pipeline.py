@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from cancelq.besteffort import safely
 from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
 from cancelq.worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
@@ -29,7 +30,6 @@ from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
 from cancelq.worker.field_notes import FieldNotes
 from cancelq.worker.killswitch import KillSwitch, covered_by, kill_covering
-from cancelq.worker.metrics import safely
 from cancelq.worker.policy import Action, classify
 from cancelq.worker.ratelimit.lanes import Admission, Budget, lane_name
 from cancelq.worker.records import Recorder
