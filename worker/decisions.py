@@ -10,9 +10,9 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cancelq.bybit.client import ExchangeReply
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
-from cancelq.worker.bybit_client import ExchangeReply
 from cancelq.worker.policy import Action
 from cancelq.worker.tickets import Ticket
 

@@ -21,11 +21,11 @@ from typing import Any, Final
 import redis
 
 from cancelq.besteffort import safely
+from cancelq.bybit.client import CANCEL_ALL, ExchangeReply
 from cancelq.contract import Category, KillRequest, parse_cancel, read_kill
 from cancelq.errors import ContractError, ExchangeUnavailableError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.symbols import in_scope
-from cancelq.worker.bybit_client import CANCEL_ALL, ExchangeReply
 from cancelq.worker.decisions import Final as FinalDecision
 from cancelq.worker.field_notes import FieldNotes
 from cancelq.worker.policy import Action, classify

@@ -23,9 +23,9 @@ from typing import Any
 import redis
 
 from cancelq.besteffort import safely
+from cancelq.bybit.client import ENDPOINT_LABELS, ExchangeReply
 from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
-from cancelq.worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
 from cancelq.worker.field_notes import FieldNotes

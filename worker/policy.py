@@ -12,8 +12,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from cancelq.bybit.client import ExchangeReply
 from cancelq.errors import ConfigError
-from cancelq.worker.bybit_client import ExchangeReply
 
 
 class Action(StrEnum):

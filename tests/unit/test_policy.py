@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from cancelq.bybit.client import ExchangeReply
 from cancelq.errors import ConfigError
-from cancelq.worker.bybit_client import ExchangeReply
 from cancelq.worker.policy import PAGE, V5, Action, build_table, classify
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from cancelq.worker.bybit_client import ExchangeReply
+from cancelq.bybit.client import ExchangeReply
 
 #: Aim a little behind the server: a timestamp in the server's future (>= +1000 ms) is rejected.
 SAFETY_LAG_MS = 100

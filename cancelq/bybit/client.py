@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
+from cancelq.bybit.signing import Signer, auth_headers
 from cancelq.errors import ExchangeUnavailableError
-from cancelq.worker.signing import Signer, auth_headers
 
 CANCEL: Final = "/v5/order/cancel"
 CANCEL_BATCH: Final = "/v5/order/cancel-batch"
