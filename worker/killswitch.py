@@ -28,9 +28,9 @@ from cancelq.outcomes import Outcome, Status
 from cancelq.symbols import in_scope
 from cancelq.worker.decisions import Final as FinalDecision
 from cancelq.worker.field_notes import FieldNotes
-from cancelq.worker.policy import Action, classify
 from cancelq.worker.ratelimit.lanes import lane_name
 from cancelq.worker.records import Recorder
+from cancelq.worker.retcodes import Action, classify
 from cancelq.worker.runtime import AccountRuntime, Runtime
 from cancelq.worker.tickets import Ticket, now_ms, parked_fields
 

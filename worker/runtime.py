@@ -23,8 +23,8 @@ from cancelq.settings import Settings
 from cancelq.worker.claims import ClaimStore
 from cancelq.worker.intake import Intake
 from cancelq.worker.metrics import Metrics
-from cancelq.worker.policy import Action, build_table
 from cancelq.worker.ratelimit.lanes import Lanes
+from cancelq.worker.retcodes import Action, build_table
 
 
 @dataclass(frozen=True)
