@@ -64,7 +64,7 @@ def demo(
 @app.command(context_settings=PASS_THROUGH)
 def worker(ctx: typer.Context) -> None:
     """Run a worker pod; extra options go to ``celery worker`` (e.g. --concurrency 16)."""
-    from cancelq.worker.main import run_worker
+    from cancelq.worker.host.main import run_worker
 
     try:
         run_worker(_settings(), ctx.args)
