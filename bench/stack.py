@@ -22,11 +22,11 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import redis
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.processes import kill_process
+from cancelq.harness.tls import make_tls_files
 from cancelq.heartbeat import read_heartbeat
-from cancelq.proc import kill_process
 from cancelq.simulator.testing import SimulatorProcess
-from cancelq.tls import make_tls_files
 
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
 SYSTEMS = ("cancelq", "naive", "pybit", "floor", "sleeper")

@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cancelq.confirmations import ConfirmationSummary, read_summary
-from cancelq.embedded_redis import RedisServer, free_port
+from cancelq.harness.embedded_redis import RedisServer, free_port
+from cancelq.harness.processes import ConfirmerProcess, WorkerProcess
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
-from cancelq.processes import ConfirmerProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
 from cancelq.producers.message import encode_message
 from cancelq.settings import Settings

@@ -36,9 +36,9 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cancelq.embedded_redis import RedisServer, free_port
+from cancelq.harness.embedded_redis import RedisServer, free_port
+from cancelq.harness.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
 from cancelq.outcomes import Outcome
-from cancelq.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
 from cancelq.producers.message import encode_message
 from cancelq.simulator.testing import SimulatorProcess

@@ -16,8 +16,8 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cancelq.embedded_redis import RedisServer, free_port
-from cancelq.processes import ConfirmerProcess, WorkerProcess
+from cancelq.harness.embedded_redis import RedisServer, free_port
+from cancelq.harness.processes import ConfirmerProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
 from cancelq.simulator.testing import SimulatorProcess
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from cancelq.embedded_redis import RedisServer
-from cancelq.processes import ConfirmerProcess
+from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.processes import ConfirmerProcess
 from cancelq.simulator.testing import SimulatorProcess
 from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
 

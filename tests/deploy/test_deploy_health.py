@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Status
 from cancelq.simulator.testing import SimulatorProcess
 from tests.support import (

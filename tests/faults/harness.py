@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Outcome, Status
 from cancelq.simulator.testing import SimulatorProcess
 from tests.support import Stack, scan_redis

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Status
 from tests.support import KEYS, UIDS, Stack, cancel, wait_until
 

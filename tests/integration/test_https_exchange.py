@@ -9,10 +9,10 @@ import pytest
 import requests
 from pybit.unified_trading import HTTP
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.tls import make_tls_files
 from cancelq.outcomes import Status
 from cancelq.simulator.testing import SimulatorProcess
-from cancelq.tls import make_tls_files
 from tests.support import KEYS, SECRETS, Stack, cancel, new_rsa_pair, write_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -1,12 +1,17 @@
-"""cancelq services started from Python (workers, confirmers): for the demo, tests, benchmarks.
+"""Processes the harness starts, and how every one of them ends.
 
-Each is ``python -m cancelq <command>`` with its own environment, which must name its
-``CANCELQ_HEALTH_FILE``: the service marks itself ready there (see ``worker.observability``).
-Its log goes to a file, which tests scan for secrets.
+* :func:`end_process`, :func:`kill_process`: a signal, a bounded wait, then SIGKILL; used for
+  every process cancelq starts (Redis, workers, confirmers).
+* :class:`ServiceProcess` (:class:`WorkerProcess`, :class:`ConfirmerProcess`): a cancelq
+  service started from Python for the demo, tests and benchmarks. Each is ``python -m cancelq
+  <command>`` with its own environment, which must name its ``CANCELQ_HEALTH_FILE``: the service
+  marks itself ready there (see ``worker/observability.py``). Its log goes to a file, which
+  tests scan for secrets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +23,35 @@ from types import TracebackType
 from typing import Self
 
 from cancelq.heartbeat import read_heartbeat
-from cancelq.proc import end_process, kill_process
+
+
+def end_process(
+    process: subprocess.Popen[bytes],
+    sig: signal.Signals,
+    timeout_s: float,
+    *,
+    group: bool = False,
+) -> int:
+    """Send ``sig``; after ``timeout_s`` SIGKILL (the whole process group with ``group``)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_process(process, group=group)
+    return process.wait()
+
+
+def kill_process(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """SIGKILL now; with ``group``, everything the process started too."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    process.wait()
 
 
 class ServiceProcess:
