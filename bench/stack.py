@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import redis
 
+from cancelq.harness.accounts import AccountSpec, write_accounts
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.processes import kill_process
 from cancelq.harness.tls import make_tls_files
@@ -38,45 +39,26 @@ UNBOUND_LIMIT = 1_000_000
 STANDBY_DBS = range(1, 16)
 
 
-@dataclass(frozen=True)
-class Key:
-    """One API key: what the worker side and the simulator side both read."""
-
-    alias: str
-    api_key: str
-    secret: str
-    uid: int
-    rate_limit_per_s: float = 20.0
-    batch_counts_items: bool = True
-
-
-def make_keys(prefix: str, count: int, uid_base: int, **extra: float | bool) -> list[Key]:
+def make_keys(
+    prefix: str,
+    count: int,
+    uid_base: int,
+    *,
+    rate_limit_per_s: float = 20.0,
+    batch_counts_items: bool = True,
+) -> list[AccountSpec]:
+    """``count`` HMAC accounts ``<prefix>0000``...: one API key each, for both sides."""
     return [
-        Key(
+        AccountSpec(
             alias=f"{prefix}{i:04d}",
             api_key=f"{prefix.upper()}KEY{i:06d}",
-            secret=f"{prefix}-secret-{i:06d}",
             uid=uid_base + i,
-            **extra,  # type: ignore[arg-type]
+            api_secret=f"{prefix}-secret-{i:06d}",
+            rate_limit_per_s=rate_limit_per_s,
+            batch_counts_items=batch_counts_items,
         )
         for i in range(count)
     ]
-
-
-def write_accounts(path: Path, keys: Sequence[Key]) -> Path:
-    lines: list[str] = []
-    for key in keys:
-        lines += [
-            f"[accounts.{key.alias}]",
-            f'api_key = "{key.api_key}"',
-            f'api_secret = "{key.secret}"',
-            f"uid = {key.uid}",
-            f"rate_limit_per_s = {key.rate_limit_per_s}",
-            f"batch_counts_items = {'true' if key.batch_counts_items else 'false'}",
-            "",
-        ]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 @dataclass(frozen=True)
@@ -289,10 +271,10 @@ class Stack:
     def __init__(
         self,
         workdir: Path,
-        keys: Sequence[Key],
+        keys: Sequence[AccountSpec],
         sim_args: Sequence[str] = (),
         *,
-        worker_keys: Sequence[Key] | None = None,
+        worker_keys: Sequence[AccountSpec] | None = None,
         tls: bool = True,
     ) -> None:
         """``keys``: every account the simulator knows. ``worker_keys``: the accounts worker

@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cancelq.harness.accounts import new_rsa_pair, random_account, write_accounts
 from cancelq.harness.embedded_redis import RedisServer, free_port
 from cancelq.harness.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
 from cancelq.outcomes import Outcome
@@ -109,37 +108,19 @@ class LoadReport:
 # --- the stack ----------------------------------------------------------------------------------
 
 
-def write_accounts(directory: Path) -> Path:
+def write_demo_accounts(directory: Path) -> Path:
     """Fresh random credentials (HMAC and one RSA key) for the simulator and the workers."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = directory / "rsa.pem", directory / "rsa.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    pair = new_rsa_pair()
+    specs = [
+        random_account(
+            account.alias,
+            uid,
+            rsa=pair if account.rsa else None,
+            rate_limit_per_s=account.rate_limit_per_s,
         )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    tables = []
-    for uid, account in enumerate(ACCOUNTS, start=7001):
-        credential = (
-            f'rsa_private_key_file = "{private}"\nrsa_public_key_file = "{public}"'
-            if account.rsa
-            else f'api_secret = "{secrets.token_hex(18)}"'
-        )
-        tables.append(
-            f"[accounts.{account.alias}]\nuid = {uid}\n"
-            f'api_key = "{secrets.token_hex(9).upper()}"\n{credential}\n'
-            f"rate_limit_per_s = {account.rate_limit_per_s}\n"
-        )
-    path = directory / "accounts.toml"
-    path.write_text("\n".join(tables), encoding="utf-8")
-    return path
+        for uid, account in enumerate(ACCOUNTS, start=7001)
+    ]
+    return write_accounts(directory / "accounts.toml", specs)
 
 
 @contextmanager
@@ -147,7 +128,7 @@ def demo_stack(workdir: Path, *, workers: int = 2) -> Iterator[DemoStack]:
     """Redis, simulator, ``workers`` worker processes and a confirmer, all on 127.0.0.1."""
     with ExitStack() as stack:
         redis_server = stack.enter_context(RedisServer())
-        accounts = write_accounts(workdir)
+        accounts = write_demo_accounts(workdir)
         sim = stack.enter_context(SimulatorProcess(accounts_file=accounts))
         common = {
             "CANCELQ_REDIS_URL": redis_server.url,

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cancelq.harness.accounts import AccountSpec, RsaPair, write_accounts
 from cancelq.harness.embedded_redis import RedisServer, free_port
 from cancelq.harness.processes import ConfirmerProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
@@ -26,54 +25,19 @@ KEYS = {"main": "MAINKEY00000001", "rsa": "RSAKEY000000002", "page": "PAGEKEY000
 UIDS = {"main": 1001, "rsa": 1002, "page": 1003}
 
 
-@dataclass(frozen=True)
-class RsaPair:
-    private_pem: str
-    public_pem: str
+def test_accounts(pair: RsaPair) -> list[AccountSpec]:
+    """The tests' accounts: ``main`` (HMAC, 20/s), ``rsa`` (RSA) and ``page`` (HMAC, the
+    cancel-order page's retCode table)."""
+    return [
+        AccountSpec("main", KEYS["main"], UIDS["main"], SECRETS["main"], rate_limit_per_s=20),
+        AccountSpec("rsa", KEYS["rsa"], UIDS["rsa"], rsa=pair),
+        AccountSpec("page", KEYS["page"], UIDS["page"], SECRETS["page"], ret_code_table="page"),
+    ]
 
 
-def new_rsa_pair() -> RsaPair:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return RsaPair(private, public)
-
-
-def write_accounts(directory: Path, pair: RsaPair) -> Path:
+def write_test_accounts(directory: Path, pair: RsaPair) -> Path:
     """One file for both sides: workers read the secrets, the simulator uids and public key."""
-    (directory / "rsa.pem").write_text(pair.private_pem)
-    (directory / "rsa.pub").write_text(pair.public_pem)
-    path = directory / "accounts.toml"
-    path.write_text(
-        f"""
-[accounts.main]
-uid = {UIDS["main"]}
-api_key = "{KEYS["main"]}"
-api_secret = "{SECRETS["main"]}"
-rate_limit_per_s = 20
-
-[accounts.rsa]
-uid = {UIDS["rsa"]}
-api_key = "{KEYS["rsa"]}"
-rsa_private_key_file = "{directory / "rsa.pem"}"
-rsa_public_key_file = "{directory / "rsa.pub"}"
-
-[accounts.page]
-uid = {UIDS["page"]}
-api_key = "{KEYS["page"]}"
-api_secret = "{SECRETS["page"]}"
-ret_code_table = "page"
-"""
-    )
-    return path
+    return write_accounts(directory / "accounts.toml", test_accounts(pair))
 
 
 @dataclass

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cancelq.confirmations import ConfirmationSummary, read_summary
+from cancelq.harness.accounts import new_rsa_pair, random_account, write_accounts
 from cancelq.harness.embedded_redis import RedisServer, free_port
 from cancelq.harness.processes import ConfirmerProcess, WorkerProcess
 from cancelq.keys import Keys
@@ -132,38 +133,17 @@ def _simulator(accounts_file: Path) -> Iterator[Any]:
 
 def _write_accounts(workdir: Path) -> Path:
     """Fresh random credentials for this run; the RSA key pair is made here too."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (workdir / "gamma.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    pair = new_rsa_pair()
+    accounts = [
+        random_account(
+            alias,
+            uid,
+            rsa=pair if kind == "rsa" else None,
+            rate_limit_per_s=20 if category == "spot" else 10,
         )
-    )
-    (workdir / "gamma.pub").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM,
-            serialization.PublicFormat.SubjectPublicKeyInfo,
-        )
-    )
-    tables = []
-    for uid, (alias, category, _, kind) in enumerate(ACCOUNTS, start=5001):
-        credential = (
-            f'rsa_private_key_file = "{workdir / "gamma.pem"}"\n'
-            f'rsa_public_key_file = "{workdir / "gamma.pub"}"'
-            if kind == "rsa"
-            else f'api_secret = "{secrets.token_hex(18)}"'
-        )
-        tables.append(
-            f'[accounts.{alias}]\nuid = {uid}\napi_key = "{secrets.token_hex(9).upper()}"\n'
-            f"{credential}\nrate_limit_per_s = {20 if category == 'spot' else 10}\n"
-        )
-    path = workdir / "accounts.toml"
-    path.write_text("\n".join(tables), encoding="utf-8")
-    return path
+        for uid, (alias, category, _, kind) in enumerate(ACCOUNTS, start=5001)
+    ]
+    return write_accounts(workdir / "accounts.toml", accounts)
 
 
 def _place_orders(sim: Any, orders: int, rng: random.Random) -> Plan:

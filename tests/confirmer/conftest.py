@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from cancelq.harness.accounts import new_rsa_pair
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.processes import ConfirmerProcess
 from cancelq.simulator.testing import SimulatorProcess
-from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
+from tests.support import SECRETS, Stack, write_test_accounts
 
 CONFIRM_DEADLINE_S = "8"
 
@@ -36,7 +37,7 @@ def client(server: RedisServer) -> redis.Redis:
 def rsa_secret_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("confirm-stack")
     pair = new_rsa_pair()
-    accounts = write_accounts(workdir, pair)
+    accounts = write_test_accounts(workdir, pair)
     with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
         stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
         try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cancelq.harness.accounts import new_rsa_pair
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Status
 from cancelq.simulator.testing import SimulatorProcess
@@ -20,10 +21,9 @@ from tests.support import (
     SECRETS,
     Stack,
     cancel,
-    new_rsa_pair,
     start_confirmer,
     wait_until,
-    write_accounts,
+    write_test_accounts,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -37,7 +37,7 @@ HEAVY = ("celery", "kombu", "redis", "prometheus_client", "requests", "aiohttp")
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     pair = new_rsa_pair()
-    accounts = write_accounts(tmp_path, pair)
+    accounts = write_test_accounts(tmp_path, pair)
     with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
         stack = Stack(redis_server, sim, accounts, tmp_path, [*SECRETS.values(), pair.private_pem])
         try:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cancelq.harness.accounts import AccountSpec, write_accounts
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Outcome, Status
 from cancelq.simulator.testing import SimulatorProcess
@@ -40,15 +41,12 @@ HIGH_LIMITS = (
 FINAL_OK = {Status.CANCELLED, Status.ALREADY_GONE}
 
 
-def write_accounts(directory: Path) -> Path:
-    path = directory / "accounts.toml"
-    tables = [
-        f'[accounts.{alias}]\nuid = {uid}\napi_key = "{key}"\napi_secret = "{secret}"\n'
-        f"rate_limit_per_s = {rate}\n"
+def write_fault_accounts(directory: Path) -> Path:
+    specs = [
+        AccountSpec(alias, key, uid, secret, rate_limit_per_s=rate)
         for alias, (key, secret, uid, rate) in ACCOUNTS.items()
     ]
-    path.write_text("\n".join(tables))
-    return path
+    return write_accounts(directory / "accounts.toml", specs)
 
 
 @contextlib.contextmanager
@@ -60,7 +58,7 @@ def fault_stack(
     extra_secrets: Sequence[str] = (),
 ) -> Iterator[Stack]:
     """A private Redis (or ``redis_server``), the simulator, no workers yet; all stopped after."""
-    accounts = write_accounts(workdir)
+    accounts = write_fault_accounts(workdir)
     server = redis_server or RedisServer(appendonly=True)
     with server, SimulatorProcess(accounts_file=accounts, extra_args=sim_args) as sim:
         stack = Stack(server, sim, accounts, workdir, [*SECRETS, *extra_secrets])

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from cancelq.harness.accounts import new_rsa_pair
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.simulator.testing import SimulatorProcess
-from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
+from tests.support import SECRETS, Stack, write_test_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def client(server: RedisServer) -> redis.Redis:
 def stack_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("stack")
     pair = new_rsa_pair()
-    accounts = write_accounts(workdir, pair)
+    accounts = write_test_accounts(workdir, pair)
     with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
         stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
         stack.start_worker()

@@ -9,11 +9,12 @@ import pytest
 import requests
 from pybit.unified_trading import HTTP
 
+from cancelq.harness.accounts import new_rsa_pair
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.tls import make_tls_files
 from cancelq.outcomes import Status
 from cancelq.simulator.testing import SimulatorProcess
-from tests.support import KEYS, SECRETS, Stack, cancel, new_rsa_pair, write_accounts
+from tests.support import KEYS, SECRETS, Stack, cancel, write_test_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -23,7 +24,7 @@ def https_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("https")
     tls = make_tls_files(workdir, "simulator")
     pair = new_rsa_pair()
-    accounts = write_accounts(workdir, pair)
+    accounts = write_test_accounts(workdir, pair)
     with (
         RedisServer() as redis_server,
         SimulatorProcess(accounts_file=accounts, tls=(tls.ca_cert, tls.cert, tls.key)) as sim,
