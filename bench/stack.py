@@ -1,4 +1,5 @@
-"""The benchmark stack: one private Redis, one simulator, and worker processes on demand.
+"""The benchmark stack: the harness's (one private Redis, one simulator over HTTPS) with worker
+sets of every system on demand, and standby sets frozen until their turn.
 
 Everything binds 127.0.0.1. Workers of every system (cancelq and the baselines) read the same
 accounts file and consume the same Redis list (``cancelq``), so one producer feeds them all and
@@ -25,9 +26,9 @@ import redis
 from cancelq.harness.accounts import AccountSpec, write_accounts
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.processes import kill_process
+from cancelq.harness.stack import Stack as HarnessStack
 from cancelq.harness.tls import make_tls_files
 from cancelq.heartbeat import read_heartbeat
-from cancelq.simulator.testing import SimulatorProcess
 
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
 SYSTEMS = ("cancelq", "naive", "pybit", "floor", "sleeper")
@@ -283,20 +284,14 @@ class Stack:
         of CPU per process at start on 1,000 accounts, and only one scenario uses them."""
         self.workdir = workdir
         self.keys = {k.alias: k for k in keys}
-        self.accounts_file = write_accounts(workdir / "accounts.toml", keys)
-        self.worker_accounts_file = (
-            self.accounts_file
-            if worker_keys is None
-            else write_accounts(workdir / "worker-accounts.toml", worker_keys)
-        )
-        self.redis_server = RedisServer()
         # HTTPS, as Bybit: a client without keep-alive pays a TLS handshake per request
         files = make_tls_files(workdir, "simulator") if tls else None
         self.ca_file = str(files.ca_cert) if files else None
-        self.sim = SimulatorProcess(
-            accounts_file=self.accounts_file,
-            tls=(files.ca_cert, files.cert, files.key) if files else None,
-            extra_args=[
+        self.base = HarnessStack(
+            workdir,
+            keys,
+            sim_tls=files,
+            sim_args=[
                 "--ip-limit",
                 "1000000000",
                 "--record-size",
@@ -306,15 +301,25 @@ class Stack:
                 *sim_args,
             ],
         )
+        self.accounts_file = self.base.accounts_file
+        self.worker_accounts_file = (
+            self.accounts_file
+            if worker_keys is None
+            else write_accounts(workdir / "worker-accounts.toml", worker_keys)
+        )
+        self.sim = self.base.sim
         self._sets = 0
         self._standby: dict[SetSpec, _Standby] = {}
         self._clients: dict[int, redis.Redis] = {}
         self.redis: redis.Redis = redis.Redis()
 
+    @property
+    def redis_server(self) -> RedisServer:
+        return self.base.redis_server
+
     def start(self) -> Stack:
-        self.redis_server.start()
+        self.base.start()
         self.redis = self._client(0)
-        self.sim.start()
         return self
 
     def close(self) -> None:
@@ -322,8 +327,7 @@ class Stack:
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 client.close()
-        self.sim.stop()
-        self.redis_server.close()
+        self.base.close()
 
     def _db_url(self, db: int) -> str:
         return urlunsplit(urlsplit(self.redis_server.url)._replace(path=f"/{db}"))
@@ -346,8 +350,7 @@ class Stack:
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {
-            "CANCELQ_REDIS_URL": self.redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": self.sim.base_url,
+            **self.base.service_env(),
             "CANCELQ_ACCOUNTS_FILE": str(self.worker_accounts_file),
             "CANCELQ_METRICS_PORT": "0",
             "CANCELQ_CONFIRM_DEADLINE_S": "0",

@@ -1,7 +1,8 @@
 """A demo-like load on a real local stack, to prove the monitoring with real metrics.
 
 :func:`demo_stack` starts what ``cancelq demo`` starts (a private Redis, the Bybit simulator,
-worker processes, one confirmer), with fast heartbeats so queue depth is sampled every second.
+worker processes, one confirmer: the harness's stack), with fast heartbeats so queue depth is
+sampled every second.
 :func:`drive_load` then sends a few hundred cancels in phases that together make every metric
 the dashboard and the alert rules read carry data:
 
@@ -25,8 +26,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,9 +34,9 @@ from typing import Any
 
 import redis
 
-from cancelq.harness.accounts import new_rsa_pair, random_account, write_accounts
-from cancelq.harness.embedded_redis import RedisServer, free_port
+from cancelq.harness.accounts import AccountSpec, new_rsa_pair, random_account
 from cancelq.harness.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
+from cancelq.harness.stack import Stack
 from cancelq.outcomes import Outcome
 from cancelq.producers.client import CancelProducer
 from cancelq.producers.message import encode_message
@@ -108,10 +108,10 @@ class LoadReport:
 # --- the stack ----------------------------------------------------------------------------------
 
 
-def write_demo_accounts(directory: Path) -> Path:
+def demo_accounts() -> list[AccountSpec]:
     """Fresh random credentials (HMAC and one RSA key) for the simulator and the workers."""
     pair = new_rsa_pair()
-    specs = [
+    return [
         random_account(
             account.alias,
             uid,
@@ -120,65 +120,35 @@ def write_demo_accounts(directory: Path) -> Path:
         )
         for uid, account in enumerate(ACCOUNTS, start=7001)
     ]
-    return write_accounts(directory / "accounts.toml", specs)
 
 
 @contextmanager
 def demo_stack(workdir: Path, *, workers: int = 2) -> Iterator[DemoStack]:
     """Redis, simulator, ``workers`` worker processes and a confirmer, all on 127.0.0.1."""
-    with ExitStack() as stack:
-        redis_server = stack.enter_context(RedisServer())
-        accounts = write_demo_accounts(workdir)
-        sim = stack.enter_context(SimulatorProcess(accounts_file=accounts))
-        common = {
-            "CANCELQ_REDIS_URL": redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": sim.base_url,
-            "CANCELQ_ACCOUNTS_FILE": str(accounts),
-            "CANCELQ_METRICS_HOST": "127.0.0.1",
+    with Stack(
+        workdir,
+        demo_accounts(),
+        env={
             "CANCELQ_HEARTBEAT_S": "1",  # queue depth sampled every second
             "CANCELQ_LOG_FORMAT": "json",
             "CANCELQ_LOG_LEVEL": "WARNING",
-        }
-        worker_ports = [free_port() for _ in range(workers)]
-        processes: list[ServiceProcess] = [
-            WorkerProcess(
-                {
-                    **common,
-                    "CANCELQ_METRICS_PORT": str(port),
-                    "CANCELQ_HEALTH_FILE": str(workdir / f"worker-{n}.health"),
-                    "CANCELQ_NOT_FOUND_RECHECK_S": "0.6",
-                    "CANCELQ_NOT_FOUND_RETRY_S": "0.2",
-                },
-                workdir / f"worker-{n}.log",
-            )
-            for n, port in enumerate(worker_ports)
-        ]
-        confirmer_port = free_port()
-        processes.append(
-            ConfirmerProcess(
-                {
-                    **common,
-                    "CANCELQ_BYBIT_WS_URL": sim.ws_url,
-                    "CANCELQ_CONFIRMER_METRICS_PORT": str(confirmer_port),
-                    "CANCELQ_HEALTH_FILE": str(workdir / "confirmer.health"),
-                    "CANCELQ_CONFIRMER_GRACE_S": "0.5",  # REST fallback soon after silence
-                    "CANCELQ_CONFIRMER_LEASE_CHECK_S": "0.5",
-                },
-                workdir / "confirmer.log",
-            )
-        )
-        for process in processes:
-            stack.callback(process.stop)
-        with ThreadPoolExecutor(max_workers=len(processes)) as pool:  # start them side by side
-            for started in [pool.submit(p.start, 60.0) for p in processes]:
-                started.result()
+        },
+        worker_env={"CANCELQ_NOT_FOUND_RECHECK_S": "0.6", "CANCELQ_NOT_FOUND_RETRY_S": "0.2"},
+        confirmer_env={
+            "CANCELQ_CONFIRMER_GRACE_S": "0.5",  # REST fallback soon after silence
+            "CANCELQ_CONFIRMER_LEASE_CHECK_S": "0.5",
+        },
+    ) as stack:
+        started = [stack.worker() for _ in range(workers)]
+        confirmer = stack.confirmer()
+        stack.start_together([*started, confirmer])
         yield DemoStack(
-            redis_url=redis_server.url,
-            sim=sim,
-            workers=[p for p in processes if isinstance(p, WorkerProcess)],
-            confirmer=next(p for p in processes if isinstance(p, ConfirmerProcess)),
-            worker_targets=[f"127.0.0.1:{port}" for port in worker_ports],
-            confirmer_target=f"127.0.0.1:{confirmer_port}",
+            redis_url=stack.redis_url,
+            sim=stack.sim,
+            workers=started,
+            confirmer=confirmer,
+            worker_targets=[f"127.0.0.1:{w.metrics_port}" for w in started],
+            confirmer_target=f"127.0.0.1:{confirmer.metrics_port}",
         )
 
 

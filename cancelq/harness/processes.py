@@ -58,6 +58,8 @@ class ServiceProcess:
     """``python -m cancelq <command> <args>``: start (until ready), stop, kill, logs."""
 
     command = "worker"
+    #: The variable that names the port of the service's /metrics.
+    metrics_port_var = "CANCELQ_METRICS_PORT"
 
     def __init__(
         self,
@@ -71,6 +73,11 @@ class ServiceProcess:
         self.health_file = Path(self.env["CANCELQ_HEALTH_FILE"])
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of its /metrics on 127.0.0.1 (0: none)."""
+        return int(self.env.get(self.metrics_port_var) or 0)
 
     @property
     def pid(self) -> int:
@@ -159,3 +166,4 @@ class ConfirmerProcess(ServiceProcess):
     """``cancelq confirmer``."""
 
     command = "confirmer"
+    metrics_port_var = "CANCELQ_CONFIRMER_METRICS_PORT"
