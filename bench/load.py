@@ -27,7 +27,6 @@ class Offered:
     ids: list[str]
     link: dict[str, str]
     enqueued_ms: dict[str, float]
-    harness_calls: int = 0  # Redis commands the harness itself issued (subtracted from costs)
 
 
 def place_orders(stack: Stack, key: AccountSpec, count: int, category: str = "spot") -> list[str]:
@@ -59,7 +58,6 @@ def burst(stack: Stack, plan: Sequence[tuple[AccountSpec, str]], category: str =
             offered.ids.append(rid)
             offered.link[rid] = link
             offered.enqueued_ms[rid] = now
-        offered.harness_calls += len(chunk)
     return offered
 
 
@@ -83,7 +81,6 @@ def paced(
         offered.ids.append(rid)
         offered.link[rid] = link
         offered.enqueued_ms[rid] = now
-        offered.harness_calls += 1
         if tick is not None and i % 50 == 0:
             tick(i)
     return offered
@@ -108,7 +105,6 @@ def wait_outcomes(stack: Stack, offered: Offered, timeout_s: float) -> dict[str,
     pending = list(offered.ids)
     while pending and time.monotonic() < deadline:
         got = read_outcomes(stack.redis, pending)
-        offered.harness_calls += (len(pending) + 999) // 1000
         done.update(got)
         pending = [r for r in pending if r not in got]
         if pending:

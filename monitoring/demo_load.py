@@ -35,7 +35,7 @@ from typing import Any
 import redis
 
 from cancelq.harness.accounts import AccountSpec, new_rsa_pair, random_account
-from cancelq.harness.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
+from cancelq.harness.processes import ConfirmerProcess, WorkerProcess
 from cancelq.harness.stack import Stack
 from cancelq.outcomes import Outcome
 from cancelq.producers.client import CancelProducer
@@ -79,10 +79,6 @@ class DemoStack:
     @cached_property
     def producer(self) -> CancelProducer:
         return CancelProducer.from_url(self.redis_url)
-
-    @property
-    def processes(self) -> list[ServiceProcess]:
-        return [*self.workers, self.confirmer]
 
 
 @dataclass
