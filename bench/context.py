@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.measure import Results
-from bench.stack import Key, Stack, make_keys
+from bench.stack import Stack, make_keys
+from cancelq.harness.accounts import AccountSpec
 
 #: Celery pool used wherever systems are compared (issue 7): the reference numbers' pool.
 COMPARE_POOL = ("--pool", "prefork", "--concurrency", "2")
@@ -74,14 +75,14 @@ FULL = Sizes(
 
 @dataclass(frozen=True)
 class Keys:
-    limited: dict[str, Key]  # 20/s keys of the rate-limit scenarios
-    free: Key  # never-binding key of the system comparisons
-    many: list[Key]  # 1,000 never-binding keys
+    limited: dict[str, AccountSpec]  # 20/s keys of the rate-limit scenarios
+    free: AccountSpec  # never-binding key of the system comparisons
+    many: list[AccountSpec]  # 1,000 never-binding keys
 
-    def all(self) -> list[Key]:
+    def all(self) -> list[AccountSpec]:
         return [*self.limited.values(), self.free, *self.many]
 
-    def few(self) -> list[Key]:
+    def few(self) -> list[AccountSpec]:
         """Every key but the 1,000 of the many-keys scenario, which passes them itself."""
         return [*self.limited.values(), self.free]
 
@@ -89,13 +90,13 @@ class Keys:
 def make_bench_keys(many: int = 1000) -> Keys:
     names = ("never", "celeryrl", "hot", "cold", "sleephot", "sleepcold", "items", "requests")
     limited = {
-        name: Key(
+        name: AccountSpec(
             name,
             f"LIM{i:04d}{name.upper()}",
-            f"lim-secret-{name}",
             7000 + i,
-            20.0,
-            name != "requests",
+            api_secret=f"lim-secret-{name}",
+            rate_limit_per_s=20.0,
+            batch_counts_items=name != "requests",
         )
         for i, name in enumerate(names)
     }

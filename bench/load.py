@@ -12,7 +12,8 @@ from typing import Any
 
 import redis
 
-from bench.stack import Key, Stack
+from bench.stack import Stack
+from cancelq.harness.accounts import AccountSpec
 from cancelq.producers.client import CancelProducer
 
 ORDER_CHUNK = 2000
@@ -26,10 +27,9 @@ class Offered:
     ids: list[str]
     link: dict[str, str]
     enqueued_ms: dict[str, float]
-    harness_calls: int = 0  # Redis commands the harness itself issued (subtracted from costs)
 
 
-def place_orders(stack: Stack, key: Key, count: int, category: str = "spot") -> list[str]:
+def place_orders(stack: Stack, key: AccountSpec, count: int, category: str = "spot") -> list[str]:
     """``count`` open orders for ``key``; returns their orderLinkIds."""
     tag = uuid.uuid4().hex[:8]
     links = [f"b{tag}-{i}" for i in range(count)]
@@ -42,11 +42,11 @@ def place_orders(stack: Stack, key: Key, count: int, category: str = "spot") -> 
     return links
 
 
-def _fields(key: Key, link: str, category: str) -> dict[str, Any]:
+def _fields(key: AccountSpec, link: str, category: str) -> dict[str, Any]:
     return {"account": key.alias, "category": category, "symbol": "BTCUSDT", "orderLinkId": link}
 
 
-def burst(stack: Stack, plan: Sequence[tuple[Key, str]], category: str = "spot") -> Offered:
+def burst(stack: Stack, plan: Sequence[tuple[AccountSpec, str]], category: str = "spot") -> Offered:
     """Offer every (key, orderLinkId) at once: pipelined LPUSHes, 1,000 per round trip."""
     producer = CancelProducer(stack.redis)
     offered = Offered([], {}, {})
@@ -58,13 +58,12 @@ def burst(stack: Stack, plan: Sequence[tuple[Key, str]], category: str = "spot")
             offered.ids.append(rid)
             offered.link[rid] = link
             offered.enqueued_ms[rid] = now
-        offered.harness_calls += len(chunk)
     return offered
 
 
 def paced(
     stack: Stack,
-    plan: Sequence[tuple[Key, str]],
+    plan: Sequence[tuple[AccountSpec, str]],
     rate_per_s: float,
     category: str = "spot",
     tick: Callable[[int], None] | None = None,
@@ -82,7 +81,6 @@ def paced(
         offered.ids.append(rid)
         offered.link[rid] = link
         offered.enqueued_ms[rid] = now
-        offered.harness_calls += 1
         if tick is not None and i % 50 == 0:
             tick(i)
     return offered
@@ -107,7 +105,6 @@ def wait_outcomes(stack: Stack, offered: Offered, timeout_s: float) -> dict[str,
     pending = list(offered.ids)
     while pending and time.monotonic() < deadline:
         got = read_outcomes(stack.redis, pending)
-        offered.harness_calls += (len(pending) + 999) // 1000
         done.update(got)
         pending = [r for r in pending if r not in got]
         if pending:
@@ -131,7 +128,9 @@ def wait_drained(stack: Stack, timeout_s: float, queue: str = "cancelq") -> tupl
     raise TimeoutError(f"queue not drained in {timeout_s}s")
 
 
-def sim_records(stack: Stack, key: Key | None = None, since_ms: float = 0) -> list[dict[str, Any]]:
+def sim_records(
+    stack: Stack, key: AccountSpec | None = None, since_ms: float = 0
+) -> list[dict[str, Any]]:
     """The simulator's log of cancel requests (both endpoints) since ``since_ms``."""
     rows = stack.sim.admin.records(api_key=key.api_key if key else None, since_ms=since_ms or None)
     return [r for r in rows if r["endpoint"] in ("order/cancel", "order/cancel-batch")]
@@ -160,7 +159,9 @@ def max_in_window(records: Sequence[dict[str, Any]], window_ms: float = 1000.0) 
     return best
 
 
-def place_orders_for(stack: Stack, plan: Sequence[Key], category: str = "spot") -> list[str]:
+def place_orders_for(
+    stack: Stack, plan: Sequence[AccountSpec], category: str = "spot"
+) -> list[str]:
     """One open order per entry of ``plan`` (a key may repeat); returns their orderLinkIds."""
     tag = uuid.uuid4().hex[:8]
     links = [f"b{tag}-{i}" for i in range(len(plan))]

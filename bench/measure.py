@@ -41,16 +41,6 @@ class Spread:
         vals = [v for v in values if not math.isnan(v)] or [math.nan]
         return cls(statistics.median(vals), min(vals), max(vals), "min-max", len(values))
 
-    @classmethod
-    def of_samples(cls, values: Sequence[float]) -> Spread:
-        return cls(
-            percentile(values, 50),
-            percentile(values, 25),
-            percentile(values, 75),
-            "IQR",
-            len(values),
-        )
-
     def text(self, fmt: str = "{:.1f}") -> str:
         if self.n <= 1 and self.kind == "min-max":
             return "n=1"

@@ -34,7 +34,8 @@ from pathlib import Path
 import requests
 from aiohttp import web
 
-from cancelq.simulator.testing import SimulatorProcess, write_accounts_file
+from cancelq.harness.accounts import AccountSpec, write_accounts
+from cancelq.simulator.testing import SimulatorProcess
 
 API_KEY = "BENCHKEY"
 SECRET = "bench-secret"
@@ -364,9 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(3, 3.0, 32, 2000) if args.quick else Plan(5, 10.0, 32, 5000)
     pin(0, CLIENT_CORE)
     with tempfile.TemporaryDirectory() as tmp:
-        accounts = write_accounts_file(
-            Path(tmp) / "accounts.toml",
-            {"bench": {"api_key": API_KEY, "api_secret": SECRET, "uid": UID}},
+        accounts = write_accounts(
+            Path(tmp) / "accounts.toml", [AccountSpec("bench", API_KEY, UID, api_secret=SECRET)]
         )
         results = measure(plan, accounts)
     print(report(results, plan))

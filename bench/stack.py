@@ -1,4 +1,5 @@
-"""The benchmark stack: one private Redis, one simulator, and worker processes on demand.
+"""The benchmark stack: the harness's (one private Redis, one simulator over HTTPS) with worker
+sets of every system on demand, and standby sets frozen until their turn.
 
 Everything binds 127.0.0.1. Workers of every system (cancelq and the baselines) read the same
 accounts file and consume the same Redis list (``cancelq``), so one producer feeds them all and
@@ -22,11 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 import redis
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.accounts import AccountSpec, write_accounts
+from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.processes import kill_process
+from cancelq.harness.stack import Stack as HarnessStack
+from cancelq.harness.tls import make_tls_files
 from cancelq.heartbeat import read_heartbeat
-from cancelq.proc import kill_process
-from cancelq.simulator.testing import SimulatorProcess
-from cancelq.tls import make_tls_files
 
 #: Systems a run can start; each but cancelq is a tiny Celery app in ``bench/baselines``.
 SYSTEMS = ("cancelq", "naive", "pybit", "floor", "sleeper")
@@ -38,45 +40,26 @@ UNBOUND_LIMIT = 1_000_000
 STANDBY_DBS = range(1, 16)
 
 
-@dataclass(frozen=True)
-class Key:
-    """One API key: what the worker side and the simulator side both read."""
-
-    alias: str
-    api_key: str
-    secret: str
-    uid: int
-    rate_limit_per_s: float = 20.0
-    batch_counts_items: bool = True
-
-
-def make_keys(prefix: str, count: int, uid_base: int, **extra: float | bool) -> list[Key]:
+def make_keys(
+    prefix: str,
+    count: int,
+    uid_base: int,
+    *,
+    rate_limit_per_s: float = 20.0,
+    batch_counts_items: bool = True,
+) -> list[AccountSpec]:
+    """``count`` HMAC accounts ``<prefix>0000``...: one API key each, for both sides."""
     return [
-        Key(
+        AccountSpec(
             alias=f"{prefix}{i:04d}",
             api_key=f"{prefix.upper()}KEY{i:06d}",
-            secret=f"{prefix}-secret-{i:06d}",
             uid=uid_base + i,
-            **extra,  # type: ignore[arg-type]
+            api_secret=f"{prefix}-secret-{i:06d}",
+            rate_limit_per_s=rate_limit_per_s,
+            batch_counts_items=batch_counts_items,
         )
         for i in range(count)
     ]
-
-
-def write_accounts(path: Path, keys: Sequence[Key]) -> Path:
-    lines: list[str] = []
-    for key in keys:
-        lines += [
-            f"[accounts.{key.alias}]",
-            f'api_key = "{key.api_key}"',
-            f'api_secret = "{key.secret}"',
-            f"uid = {key.uid}",
-            f"rate_limit_per_s = {key.rate_limit_per_s}",
-            f"batch_counts_items = {'true' if key.batch_counts_items else 'false'}",
-            "",
-        ]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 @dataclass(frozen=True)
@@ -289,10 +272,10 @@ class Stack:
     def __init__(
         self,
         workdir: Path,
-        keys: Sequence[Key],
+        keys: Sequence[AccountSpec],
         sim_args: Sequence[str] = (),
         *,
-        worker_keys: Sequence[Key] | None = None,
+        worker_keys: Sequence[AccountSpec] | None = None,
         tls: bool = True,
     ) -> None:
         """``keys``: every account the simulator knows. ``worker_keys``: the accounts worker
@@ -301,20 +284,14 @@ class Stack:
         of CPU per process at start on 1,000 accounts, and only one scenario uses them."""
         self.workdir = workdir
         self.keys = {k.alias: k for k in keys}
-        self.accounts_file = write_accounts(workdir / "accounts.toml", keys)
-        self.worker_accounts_file = (
-            self.accounts_file
-            if worker_keys is None
-            else write_accounts(workdir / "worker-accounts.toml", worker_keys)
-        )
-        self.redis_server = RedisServer()
         # HTTPS, as Bybit: a client without keep-alive pays a TLS handshake per request
         files = make_tls_files(workdir, "simulator") if tls else None
         self.ca_file = str(files.ca_cert) if files else None
-        self.sim = SimulatorProcess(
-            accounts_file=self.accounts_file,
-            tls=(files.ca_cert, files.cert, files.key) if files else None,
-            extra_args=[
+        self.base = HarnessStack(
+            workdir,
+            keys,
+            sim_tls=files,
+            sim_args=[
                 "--ip-limit",
                 "1000000000",
                 "--record-size",
@@ -324,15 +301,25 @@ class Stack:
                 *sim_args,
             ],
         )
+        self.accounts_file = self.base.accounts_file
+        self.worker_accounts_file = (
+            self.accounts_file
+            if worker_keys is None
+            else write_accounts(workdir / "worker-accounts.toml", worker_keys)
+        )
+        self.sim = self.base.sim
         self._sets = 0
         self._standby: dict[SetSpec, _Standby] = {}
         self._clients: dict[int, redis.Redis] = {}
         self.redis: redis.Redis = redis.Redis()
 
+    @property
+    def redis_server(self) -> RedisServer:
+        return self.base.redis_server
+
     def start(self) -> Stack:
-        self.redis_server.start()
+        self.base.start()
         self.redis = self._client(0)
-        self.sim.start()
         return self
 
     def close(self) -> None:
@@ -340,8 +327,7 @@ class Stack:
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 client.close()
-        self.sim.stop()
-        self.redis_server.close()
+        self.base.close()
 
     def _db_url(self, db: int) -> str:
         return urlunsplit(urlsplit(self.redis_server.url)._replace(path=f"/{db}"))
@@ -364,8 +350,7 @@ class Stack:
 
     def env(self, **overrides: str) -> dict[str, str]:
         return {
-            "CANCELQ_REDIS_URL": self.redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": self.sim.base_url,
+            **self.base.service_env(),
             "CANCELQ_ACCOUNTS_FILE": str(self.worker_accounts_file),
             "CANCELQ_METRICS_PORT": "0",
             "CANCELQ_CONFIRM_DEADLINE_S": "0",

@@ -1,3 +1,3 @@
-from cancelq.entry import main
+from cancelq.cli.entry import main
 
 main()

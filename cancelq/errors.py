@@ -12,7 +12,7 @@
                                       the retry policy chooses the backoff.
 
 An exchange *reply* (any HTTP status, any retCode) is not an exception: the client returns it as
-one result type and the retCode policy classifies it. Messages never contain secrets.
+one result type and the retCode table classifies it. Messages never contain secrets.
 """
 
 from __future__ import annotations

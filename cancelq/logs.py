@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from pythonjsonlogger.json import JsonFormatter
 
 REDACTED = "***"
-#: Extra fields cancelq puts on log records (``extra=``) and JSON output carries.
-CONTEXT_FIELDS = ("requestId", "account", "orderId", "orderLinkId", "retCode", "status")
 
 
 class RedactSecrets(logging.Filter):

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import redis
 
+from cancelq.besteffort import safely
+from cancelq.bybit.client import REALTIME, BybitClient, Credentials
+from cancelq.bybit.clock import ServerClock
 from cancelq.confirmations import result_for
-from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.store import FinalState
 from cancelq.errors import CancelqError, ExchangeError, StoreError
 from cancelq.keys import Keys
-from cancelq.worker.bybit_client import REALTIME, BybitClient, Credentials
-from cancelq.worker.clock import ServerClock
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent

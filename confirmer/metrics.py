@@ -22,11 +22,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from cancelq.worker.metrics import safely
-
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-__all__ = ["ConfirmerMetrics", "safely"]
 
 
 class ConfirmerMetrics:

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from cancelq.besteffort import safely
 from cancelq.confirmations import Confirmation, ConfirmationRecord, now_ms, result_for
-from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.store import ConfirmationStore, FinalState
 from cancelq.errors import CancelqError
 from cancelq.outcomes import Outcome

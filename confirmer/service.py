@@ -18,11 +18,15 @@ from pathlib import Path
 import redis
 
 from cancelq.accounts import Account
+from cancelq.besteffort import safely
+from cancelq.bybit.client import BybitClient, Credentials, new_session
+from cancelq.bybit.clock import ServerClock
+from cancelq.bybit.signing import signer_for
 from cancelq.confirmations import now_ms
 from cancelq.confirmer.config import ConfirmerConfig
 from cancelq.confirmer.fallback import Budget, FallbackBudget, FallbackWorker, RestChecker
 from cancelq.confirmer.leases import TAKEN, LeaseStore
-from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.resolver import Resolver, StreamSink
 from cancelq.confirmer.store import ConfirmationStore
 from cancelq.confirmer.stream import OrderStream
@@ -31,9 +35,6 @@ from cancelq.errors import CancelqError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from cancelq.settings import Settings
-from cancelq.worker.bybit_client import BybitClient, Credentials, new_session
-from cancelq.worker.clock import ServerClock
-from cancelq.worker.signing import signer_for
 
 log = logging.getLogger(__name__)
 

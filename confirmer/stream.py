@@ -26,9 +26,9 @@ from typing import Any, Protocol, cast
 import websocket
 
 from cancelq.accounts import Account
+from cancelq.bybit.signing import Signer
 from cancelq.confirmer.config import ConfirmerConfig
 from cancelq.errors import ExchangeError, ExchangeUnavailableError
-from cancelq.worker.signing import Signer
 
 log = logging.getLogger(__name__)
 READ_TICK_S = 0.25

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from cancelq.besteffort import safely
 from cancelq.confirmations import Confirmation, ConfirmationRecord, result_for
 from cancelq.confirmer.config import ConfirmerConfig
 from cancelq.confirmer.fallback import Check
-from cancelq.confirmer.metrics import ConfirmerMetrics, safely
+from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.resolver import Resolver
 from cancelq.outcomes import Outcome
 

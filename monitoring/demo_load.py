@@ -1,7 +1,8 @@
 """A demo-like load on a real local stack, to prove the monitoring with real metrics.
 
 :func:`demo_stack` starts what ``cancelq demo`` starts (a private Redis, the Bybit simulator,
-worker processes, one confirmer), with fast heartbeats so queue depth is sampled every second.
+worker processes, one confirmer: the harness's stack), with fast heartbeats so queue depth is
+sampled every second.
 :func:`drive_load` then sends a few hundred cancels in phases that together make every metric
 the dashboard and the alert rules read carry data:
 
@@ -25,20 +26,18 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import redis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cancelq.embedded_redis import RedisServer, free_port
+from cancelq.harness.accounts import AccountSpec, new_rsa_pair, random_account
+from cancelq.harness.processes import ConfirmerProcess, WorkerProcess
+from cancelq.harness.stack import Stack
 from cancelq.outcomes import Outcome
-from cancelq.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
 from cancelq.producers.message import encode_message
 from cancelq.simulator.testing import SimulatorProcess
@@ -81,10 +80,6 @@ class DemoStack:
     def producer(self) -> CancelProducer:
         return CancelProducer.from_url(self.redis_url)
 
-    @property
-    def processes(self) -> list[ServiceProcess]:
-        return [*self.workers, self.confirmer]
-
 
 @dataclass
 class LoadReport:
@@ -109,95 +104,47 @@ class LoadReport:
 # --- the stack ----------------------------------------------------------------------------------
 
 
-def write_accounts(directory: Path) -> Path:
+def demo_accounts() -> list[AccountSpec]:
     """Fresh random credentials (HMAC and one RSA key) for the simulator and the workers."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = directory / "rsa.pem", directory / "rsa.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    pair = new_rsa_pair()
+    return [
+        random_account(
+            account.alias,
+            uid,
+            rsa=pair if account.rsa else None,
+            rate_limit_per_s=account.rate_limit_per_s,
         )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    tables = []
-    for uid, account in enumerate(ACCOUNTS, start=7001):
-        credential = (
-            f'rsa_private_key_file = "{private}"\nrsa_public_key_file = "{public}"'
-            if account.rsa
-            else f'api_secret = "{secrets.token_hex(18)}"'
-        )
-        tables.append(
-            f"[accounts.{account.alias}]\nuid = {uid}\n"
-            f'api_key = "{secrets.token_hex(9).upper()}"\n{credential}\n'
-            f"rate_limit_per_s = {account.rate_limit_per_s}\n"
-        )
-    path = directory / "accounts.toml"
-    path.write_text("\n".join(tables), encoding="utf-8")
-    return path
+        for uid, account in enumerate(ACCOUNTS, start=7001)
+    ]
 
 
 @contextmanager
 def demo_stack(workdir: Path, *, workers: int = 2) -> Iterator[DemoStack]:
     """Redis, simulator, ``workers`` worker processes and a confirmer, all on 127.0.0.1."""
-    with ExitStack() as stack:
-        redis_server = stack.enter_context(RedisServer())
-        accounts = write_accounts(workdir)
-        sim = stack.enter_context(SimulatorProcess(accounts_file=accounts))
-        common = {
-            "CANCELQ_REDIS_URL": redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": sim.base_url,
-            "CANCELQ_ACCOUNTS_FILE": str(accounts),
-            "CANCELQ_METRICS_HOST": "127.0.0.1",
+    with Stack(
+        workdir,
+        demo_accounts(),
+        env={
             "CANCELQ_HEARTBEAT_S": "1",  # queue depth sampled every second
             "CANCELQ_LOG_FORMAT": "json",
             "CANCELQ_LOG_LEVEL": "WARNING",
-        }
-        worker_ports = [free_port() for _ in range(workers)]
-        processes: list[ServiceProcess] = [
-            WorkerProcess(
-                {
-                    **common,
-                    "CANCELQ_METRICS_PORT": str(port),
-                    "CANCELQ_HEALTH_FILE": str(workdir / f"worker-{n}.health"),
-                    "CANCELQ_NOT_FOUND_RECHECK_S": "0.6",
-                    "CANCELQ_NOT_FOUND_RETRY_S": "0.2",
-                },
-                workdir / f"worker-{n}.log",
-            )
-            for n, port in enumerate(worker_ports)
-        ]
-        confirmer_port = free_port()
-        processes.append(
-            ConfirmerProcess(
-                {
-                    **common,
-                    "CANCELQ_BYBIT_WS_URL": sim.ws_url,
-                    "CANCELQ_CONFIRMER_METRICS_PORT": str(confirmer_port),
-                    "CANCELQ_HEALTH_FILE": str(workdir / "confirmer.health"),
-                    "CANCELQ_CONFIRMER_GRACE_S": "0.5",  # REST fallback soon after silence
-                    "CANCELQ_CONFIRMER_LEASE_CHECK_S": "0.5",
-                },
-                workdir / "confirmer.log",
-            )
-        )
-        for process in processes:
-            stack.callback(process.stop)
-        with ThreadPoolExecutor(max_workers=len(processes)) as pool:  # start them side by side
-            for started in [pool.submit(p.start, 60.0) for p in processes]:
-                started.result()
+        },
+        worker_env={"CANCELQ_NOT_FOUND_RECHECK_S": "0.6", "CANCELQ_NOT_FOUND_RETRY_S": "0.2"},
+        confirmer_env={
+            "CANCELQ_CONFIRMER_GRACE_S": "0.5",  # REST fallback soon after silence
+            "CANCELQ_CONFIRMER_LEASE_CHECK_S": "0.5",
+        },
+    ) as stack:
+        started = [stack.worker() for _ in range(workers)]
+        confirmer = stack.confirmer()
+        stack.start_together([*started, confirmer])
         yield DemoStack(
-            redis_url=redis_server.url,
-            sim=sim,
-            workers=[p for p in processes if isinstance(p, WorkerProcess)],
-            confirmer=next(p for p in processes if isinstance(p, ConfirmerProcess)),
-            worker_targets=[f"127.0.0.1:{port}" for port in worker_ports],
-            confirmer_target=f"127.0.0.1:{confirmer_port}",
+            redis_url=stack.redis_url,
+            sim=stack.sim,
+            workers=started,
+            confirmer=confirmer,
+            worker_targets=[f"127.0.0.1:{w.metrics_port}" for w in started],
+            confirmer_target=f"127.0.0.1:{confirmer.metrics_port}",
         )
 
 

@@ -19,7 +19,6 @@ DEFAULT_IP_LIMIT = 600  # requests per IP ...
 DEFAULT_IP_WINDOW_MS = 5_000  # ... per this rolling window (ms)
 DEFAULT_IP_BAN_MS = 600_000  # ban after breaking the per-IP rule: 10 minutes
 DEFAULT_HANG_MAX_S = 120.0  # a "hang" fault answers nothing for at most this long (s)
-DEFAULT_ORDER_CAP = 500  # cancel-all on futures cancels at most this many orders per call
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ MSG_TIMESTAMP: Final = "invalid request, please check your server timestamp or r
 MSG_API_KEY_INVALID: Final = "API key is invalid."
 MSG_TOO_MANY_VISITS: Final = "Too many visits!"
 MSG_SYSTEM_ERROR: Final = "Internal System Error."
-MSG_IP_BANNED: Final = "access denied: your IP has breached the rate limit and is banned"
 
 
 class Dialect(enum.StrEnum):

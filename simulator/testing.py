@@ -3,7 +3,7 @@
 * :class:`SimulatorProcess` runs ``python -m cancelq.simulator --port 0 ...`` as a subprocess.
 * :class:`InProcessSimulator` runs it in a thread of the current process (fast; the test can
   reach ``.state`` directly).
-* :func:`write_accounts_file` writes an accounts TOML; :func:`signed_request` signs by hand.
+* :func:`signed_request` signs by hand (an accounts file: ``cancelq.harness.accounts``).
 """
 
 from __future__ import annotations
@@ -43,19 +43,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def write_accounts_file(path: Path, accounts: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write ``{alias: {api_key, api_secret | rsa_public_key_file, uid, ...}}`` as TOML."""
-    lines: list[str] = []
-    for alias, table in accounts.items():
-        lines.append(f"[accounts.{alias}]")
-        for key, value in table.items():
-            text = str(value) if isinstance(value, int) else '"' + str(value) + '"'
-            lines.append(f"{key} = {text}")
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
 
 
 class SimulatorStartError(RuntimeError):

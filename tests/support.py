@@ -1,118 +1,43 @@
-"""Shared building blocks of the integration and fault tiers: a whole cancelq stack.
+"""Shared building blocks of the integration and fault tiers: the harness's stack with the
+tests' accounts and settings.
 
 Everything is real: a private redis-server on a free port, the simulator as a subprocess over
-HTTP, and ``python -m cancelq worker`` processes.
+HTTP, and ``python -m cancelq worker`` processes (``cancelq/harness/stack.py``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cancelq.embedded_redis import RedisServer, free_port
-from cancelq.processes import ConfirmerProcess, WorkerProcess
-from cancelq.producers.client import CancelProducer
-from cancelq.simulator.testing import SimulatorProcess
+from cancelq.harness import stack as harness
+from cancelq.harness.accounts import AccountSpec, RsaPair, new_rsa_pair
 
 SECRETS = {"main": "main-secret-2f9c1e77", "page": "page-secret-8d0b4a13"}
 KEYS = {"main": "MAINKEY00000001", "rsa": "RSAKEY000000002", "page": "PAGEKEY00000003"}
 UIDS = {"main": 1001, "rsa": 1002, "page": 1003}
+#: What every service of a test stack runs with: JSON logs (tests parse them).
+ENV = {"CANCELQ_LOG_FORMAT": "json"}
+#: Workers: a not-found re-check window short enough for a test.
+WORKER_ENV = {"CANCELQ_NOT_FOUND_RECHECK_S": "0.6", "CANCELQ_NOT_FOUND_RETRY_S": "0.2"}
 
 
-@dataclass(frozen=True)
-class RsaPair:
-    private_pem: str
-    public_pem: str
+def suite_accounts(pair: RsaPair) -> list[AccountSpec]:
+    """The tests' accounts: ``main`` (HMAC, 20/s), ``rsa`` (RSA) and ``page`` (HMAC, the
+    cancel-order page's retCode table)."""
+    return [
+        AccountSpec("main", KEYS["main"], UIDS["main"], SECRETS["main"], rate_limit_per_s=20),
+        AccountSpec("rsa", KEYS["rsa"], UIDS["rsa"], rsa=pair),
+        AccountSpec("page", KEYS["page"], UIDS["page"], SECRETS["page"], ret_code_table="page"),
+    ]
 
 
-def new_rsa_pair() -> RsaPair:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return RsaPair(private, public)
-
-
-def write_accounts(directory: Path, pair: RsaPair) -> Path:
-    """One file for both sides: workers read the secrets, the simulator uids and public key."""
-    (directory / "rsa.pem").write_text(pair.private_pem)
-    (directory / "rsa.pub").write_text(pair.public_pem)
-    path = directory / "accounts.toml"
-    path.write_text(
-        f"""
-[accounts.main]
-uid = {UIDS["main"]}
-api_key = "{KEYS["main"]}"
-api_secret = "{SECRETS["main"]}"
-rate_limit_per_s = 20
-
-[accounts.rsa]
-uid = {UIDS["rsa"]}
-api_key = "{KEYS["rsa"]}"
-rsa_private_key_file = "{directory / "rsa.pem"}"
-rsa_public_key_file = "{directory / "rsa.pub"}"
-
-[accounts.page]
-uid = {UIDS["page"]}
-api_key = "{KEYS["page"]}"
-api_secret = "{SECRETS["page"]}"
-ret_code_table = "page"
-"""
-    )
-    return path
-
-
-@dataclass
-class Stack:
-    redis_server: RedisServer
-    sim: SimulatorProcess
-    accounts_file: Path
-    workdir: Path
-    secrets: list[str] = field(repr=False)  # never in test output
-    workers: list[WorkerProcess] = field(default_factory=list, repr=False)
-
-    @property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_server.url, decode_responses=True)
-
-    @property
-    def producer(self) -> CancelProducer:
-        return CancelProducer.from_url(self.redis_server.url)
-
-    def worker_env(self, **overrides: str) -> dict[str, str]:
-        n = len(self.workers)
-        return {
-            "CANCELQ_REDIS_URL": self.redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": self.sim.base_url,
-            "CANCELQ_ACCOUNTS_FILE": str(self.accounts_file),
-            "CANCELQ_METRICS_PORT": str(free_port()),
-            "CANCELQ_METRICS_HOST": "127.0.0.1",
-            "CANCELQ_HEALTH_FILE": str(self.workdir / f"worker-{n}.health"),
-            "CANCELQ_NOT_FOUND_RECHECK_S": "0.6",
-            "CANCELQ_NOT_FOUND_RETRY_S": "0.2",
-            "CANCELQ_LOG_FORMAT": "json",
-            **overrides,
-        }
-
-    def start_worker(self, *celery_args: str, **env: str) -> WorkerProcess:
-        log = self.workdir / f"worker-{len(self.workers)}.log"
-        worker = WorkerProcess(self.worker_env(**env), log, celery_args)
-        self.workers.append(worker)
-        return worker.start()
+class Stack(harness.Stack):
+    """The harness's stack, with the tests' shorthands (account ``main``, spot, BTCUSDT)."""
 
     def place(self, account: str = "main", **order: Any) -> str:
         order.setdefault("category", "spot")
@@ -124,7 +49,19 @@ class Stack:
         return str(self.sim.admin.order(order_id)["orderStatus"])
 
     def logs(self) -> str:
-        return "\n".join(w.log_text() for w in self.workers)
+        return self.worker_logs()
+
+
+def suite_stack(workdir: Path, accounts: list[AccountSpec] | None = None, **options: Any) -> Stack:
+    """A test stack (not started): the tests' accounts (a fresh RSA pair) unless ``accounts``,
+    the tests' settings, and any :class:`cancelq.harness.stack.Stack` option."""
+    return Stack(
+        workdir,
+        accounts if accounts is not None else suite_accounts(new_rsa_pair()),
+        env=ENV,
+        worker_env=WORKER_ENV,
+        **options,
+    )
 
 
 def cancel(account: str = "main", **fields: Any) -> dict[str, Any]:
@@ -166,23 +103,3 @@ def scan_redis(client: redis.Redis) -> Iterator[tuple[str, str]]:
 
 def without(mapping: Mapping[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in names}
-
-
-def start_confirmer(stack: Stack, **env: str) -> ConfirmerProcess:
-    """A ``cancelq confirmer`` on the stack's Redis, simulator (REST and private stream) and
-    accounts, its /metrics on a free loopback port; the caller stops it."""
-    confirmer = ConfirmerProcess(
-        {
-            "CANCELQ_REDIS_URL": stack.redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": stack.sim.base_url,
-            "CANCELQ_BYBIT_WS_URL": stack.sim.ws_url,
-            "CANCELQ_ACCOUNTS_FILE": str(stack.accounts_file),
-            "CANCELQ_CONFIRMER_METRICS_PORT": str(free_port()),
-            "CANCELQ_METRICS_HOST": "127.0.0.1",
-            "CANCELQ_HEALTH_FILE": str(stack.workdir / "confirmer.health"),
-            "CANCELQ_LOG_FORMAT": "json",
-            **env,
-        },
-        stack.workdir / "confirmer.log",
-    )
-    return confirmer.start()  # a service that is not ready is killed by start()

@@ -25,9 +25,10 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 
+from cancelq.besteffort import safely
 from cancelq.contract import REQUEST_ID_RE
 from cancelq.keys import Keys
-from cancelq.worker.metrics import Metrics, safely
+from cancelq.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """What a reply means for one ticket: a final status, or another try after a delay.
 
-Pure logic over the retCode :class:`~worker.policy.Action`, the ticket's attempts and age, and
-the settings; side effects (pausing a lane, resyncing the clock) are the pipeline's.
+Pure logic (:class:`RetryPolicy`) over the :class:`~cancelq.worker.retcodes.Action` a reply's
+retCode maps to, the ticket's attempts and age, and the settings; side effects (pausing a lane,
+resyncing the clock) are the pipeline's.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cancelq.bybit.client import ExchangeReply
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
-from cancelq.worker.bybit_client import ExchangeReply
-from cancelq.worker.policy import Action
+from cancelq.worker.retcodes import Action
 from cancelq.worker.tickets import Ticket
 
 #: Final actions: the status they end in and whether the identity stays deduplicated.

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Sequence
 from typing import Final
 
+from cancelq.besteffort import safely
 from cancelq.contract import Note
-from cancelq.worker.metrics import Metrics, safely
+from cancelq.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -20,17 +20,17 @@ from typing import Any, Final
 
 import redis
 
+from cancelq.besteffort import safely
+from cancelq.bybit.client import CANCEL_ALL, ExchangeReply
 from cancelq.contract import Category, KillRequest, parse_cancel, read_kill
 from cancelq.errors import ContractError, ExchangeUnavailableError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.symbols import in_scope
-from cancelq.worker.bybit_client import CANCEL_ALL, ExchangeReply
 from cancelq.worker.decisions import Final as FinalDecision
 from cancelq.worker.field_notes import FieldNotes
-from cancelq.worker.metrics import safely
-from cancelq.worker.policy import Action, classify
 from cancelq.worker.ratelimit.lanes import lane_name
 from cancelq.worker.records import Recorder
+from cancelq.worker.retcodes import Action, classify
 from cancelq.worker.runtime import AccountRuntime, Runtime
 from cancelq.worker.tickets import Ticket, now_ms, parked_fields
 

@@ -5,18 +5,15 @@ Names and labels are a contract with ``monitoring/`` (alert rules, dashboards) a
 ``unknown``; ``ret_code`` is Bybit's code (a bounded set in practice) or ``http_<status>`` /
 ``network``. Never an order id, an API key or a secret.
 
-Updating a metric must never fail a cancel: the pipeline calls these through :func:`safely`.
+Updating a metric must never fail a cancel: the pipeline calls these through
+:func:`cancelq.besteffort.safely`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
-from typing import ParamSpec
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-log = logging.getLogger(__name__)
 
 #: Sub-millisecond (loopback simulator) to tens of seconds (retries with backoff).
 LATENCY_BUCKETS = (
@@ -190,14 +187,3 @@ class Metrics:
         for field in ("enqueuedAt", "requestId"):
             for reason in ("implausible", "invalid"):
                 self.ignored_fields.labels(field, reason)
-
-
-P = ParamSpec("P")
-
-
-def safely(update: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
-    """Run a metric update; log and swallow any error so a metric can never fail a cancel."""
-    try:
-        update(*args, **kwargs)
-    except Exception:  # metrics are best effort by design
-        log.warning("metric update failed", exc_info=True)

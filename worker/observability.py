@@ -1,6 +1,7 @@
 """What a worker pod shows operators: /metrics, a heartbeat file for probes, queue depth.
 
-Runs beside Celery as a worker bootstep; every failure here is logged and swallowed.
+Runs beside Celery (started and stopped by a worker bootstep, ``worker/host/bootsteps.py``);
+every failure here is logged and swallowed.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from celery import bootsteps
 from prometheus_client import start_http_server
 
+from cancelq.besteffort import safely
 from cancelq.errors import StoreError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
-from cancelq.worker.metrics import Metrics, safely
-from cancelq.worker.ratelimit.dispatcher import Dispatcher
+from cancelq.worker.metrics import Metrics
 from cancelq.worker.ratelimit.lanes import Lanes
 from cancelq.worker.rescue import Rescuer
 
@@ -100,19 +100,3 @@ class Observer:
         safely(gauge.labels("deferred").set, deferred)
         if rescued:
             safely(self.metrics.rescued.inc, rescued)
-
-
-def observer_step(observer: Observer, dispatcher: Dispatcher) -> type[bootsteps.StartStopStep]:
-    """A worker bootstep bound to the observer and the lane dispatcher (Celery instantiates
-    steps itself, hence a class made here)."""
-
-    class ObserverStep(bootsteps.StartStopStep):  # type: ignore[misc]
-        def start(self, _worker: Any) -> None:
-            observer.start()
-            dispatcher.start()
-
-        def stop(self, _worker: Any) -> None:
-            dispatcher.stop()
-            observer.stop()
-
-    return ObserverStep

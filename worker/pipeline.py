@@ -22,17 +22,17 @@ from typing import Any
 
 import redis
 
+from cancelq.besteffort import safely
+from cancelq.bybit.client import ENDPOINT_LABELS, ExchangeReply
 from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
-from cancelq.worker.bybit_client import ENDPOINT_LABELS, ExchangeReply
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
 from cancelq.worker.field_notes import FieldNotes
 from cancelq.worker.killswitch import KillSwitch, covered_by, kill_covering
-from cancelq.worker.metrics import safely
-from cancelq.worker.policy import Action, classify
 from cancelq.worker.ratelimit.lanes import Admission, Budget, lane_name
 from cancelq.worker.records import Recorder
+from cancelq.worker.retcodes import Action, classify
 from cancelq.worker.runtime import AccountRuntime, Runtime
 from cancelq.worker.scripted_pipeline import run_pipeline
 from cancelq.worker.submission import Submitter
@@ -59,7 +59,7 @@ def reply_came(sent: Sequence[tuple[Ticket, ExchangeReply | None]]) -> bool:
 class CancelPipeline:
     def __init__(self, runtime: Runtime, rng: random.Random | None = None) -> None:
         self.rt = runtime
-        self.policy = RetryPolicy(runtime.settings, rng)
+        self.retry_policy = RetryPolicy(runtime.settings, rng)
         self.recorder = Recorder(runtime)
         self.lanes = runtime.lanes
         self.submitter = Submitter(runtime.client, runtime.clock)
@@ -278,7 +278,7 @@ class CancelPipeline:
             action = classify(reply, ticket.account.table) if reply is not None else None
             self._count_reply(ticket, endpoint, reply)
             self._react(ticket, action, reply, endpoint)
-            decision = self.policy.decide(ticket, action, reply, now_ms())
+            decision = self.retry_policy.decide(ticket, action, reply, now_ms())
             if isinstance(decision, Final):
                 finals.append((ticket, decision, reply))
             else:
@@ -340,7 +340,7 @@ class CancelPipeline:
             return left_ms
         # no usable reset time: Bybit's window is a rolling second, so never pause the whole
         # lane longer than that (the ticket itself backs off on its own)
-        return min(int(self.policy.backoff(ticket.attempts) * 1000), RATE_WINDOW_MS)
+        return min(int(self.retry_policy.backoff(ticket.attempts) * 1000), RATE_WINDOW_MS)
 
     def _observe_limit(self, ticket: Ticket, limit: int) -> None:
         """Tell the lane the exchange's limit, once per change (not a write per reply)."""

@@ -13,13 +13,14 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from cancelq.besteffort import safely
+from cancelq.bybit.client import ExchangeReply
 from cancelq.confirmations import Expectation
 from cancelq.contract import REQUEST_ID_RE, CancelRequest
 from cancelq.errors import StoreError
 from cancelq.outcomes import Outcome, Status
-from cancelq.worker.bybit_client import ExchangeReply
 from cancelq.worker.decisions import Final
-from cancelq.worker.metrics import UNKNOWN_ACCOUNT, safely
+from cancelq.worker.metrics import UNKNOWN_ACCOUNT
 from cancelq.worker.runtime import Runtime
 from cancelq.worker.scripted_pipeline import run_pipeline
 from cancelq.worker.tickets import Ticket, now_ms

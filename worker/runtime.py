@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 import redis
 
 from cancelq.accounts import Account, load_accounts
+from cancelq.besteffort import safely
+from cancelq.bybit.client import BybitClient, Credentials, new_session
+from cancelq.bybit.clock import ServerClock
+from cancelq.bybit.signing import signer_for
 from cancelq.errors import ConfigError
 from cancelq.keys import Keys
 from cancelq.settings import Settings
-from cancelq.worker.bybit_client import BybitClient, Credentials, new_session
 from cancelq.worker.claims import ClaimStore
-from cancelq.worker.clock import ServerClock
 from cancelq.worker.intake import Intake
-from cancelq.worker.metrics import Metrics, safely
-from cancelq.worker.policy import Action, build_table
+from cancelq.worker.metrics import Metrics
 from cancelq.worker.ratelimit.lanes import Lanes
-from cancelq.worker.signing import signer_for
+from cancelq.worker.retcodes import Action, build_table
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cancelq.bybit.client import CANCEL, CANCEL_BATCH, BybitClient, ExchangeReply
+from cancelq.bybit.clock import ServerClock
 from cancelq.errors import ExchangeUnavailableError
-from cancelq.worker.bybit_client import CANCEL, CANCEL_BATCH, BybitClient, ExchangeReply
-from cancelq.worker.clock import ServerClock
 from cancelq.worker.tickets import Ticket
 
 Sent = tuple[Ticket, ExchangeReply | None]

@@ -19,7 +19,7 @@ from celery.signals import worker_ready
 
 from cancelq.accounts import Account, load_accounts
 from cancelq.settings import load_settings
-from cancelq.worker.app import create_app
+from cancelq.worker.host.app import create_app
 
 RECV_WINDOW = "5000"
 CANCEL_PATH = "/v5/order/cancel"

@@ -17,14 +17,15 @@ from typing import Any
 from bench import load
 from bench.context import THREADS_POOL, Context
 from bench.measure import Figure, Spread, percentile
-from bench.stack import Key, SetSpec
+from bench.stack import SetSpec
+from cancelq.harness.accounts import AccountSpec
 
 PROCESSES = 2
 COLD_RATE = 10.0
 SETTLE_TIMEOUT_S = 90.0
 
 
-def cold_stream(ctx: Context, cold: Key, bound_s: float) -> tuple[list[float], int]:
+def cold_stream(ctx: Context, cold: AccountSpec, bound_s: float) -> tuple[list[float], int]:
     stack = ctx.stack
     count = int(ctx.sizes.hol_cold_s * COLD_RATE)
     links = load.place_orders(stack, cold, count)
@@ -42,7 +43,7 @@ def cold_stream(ctx: Context, cold: Key, bound_s: float) -> tuple[list[float], i
     return lat, missing
 
 
-def hot_backlog(ctx: Context, hot: Key, *, parked: bool) -> dict[str, Any]:
+def hot_backlog(ctx: Context, hot: AccountSpec, *, parked: bool) -> dict[str, Any]:
     stack = ctx.stack
     links = load.place_orders(stack, hot, ctx.sizes.hol_hot)
     t0 = time.monotonic()

@@ -13,7 +13,7 @@ from typing import Any
 from bench import load
 from bench.context import THREADS_POOL, Context
 from bench.measure import Figure, Spread
-from bench.stack import Key
+from cancelq.harness.accounts import AccountSpec
 
 PROCESSES = 4
 LIMIT = 20
@@ -34,7 +34,7 @@ def steady_rate(records: list[dict[str, Any]]) -> float:
     return (total - first) / ((t1 - t0) / 1000) if t1 > t0 + 1000 else float("nan")
 
 
-def one_run(ctx: Context, system: str, key: Key, env: dict[str, str]) -> dict[str, Any]:
+def one_run(ctx: Context, system: str, key: AccountSpec, env: dict[str, str]) -> dict[str, Any]:
     stack, n = ctx.stack, ctx.sizes.never_over_n
     stack.reset(rate_limits=True)
     with stack.workers(system, PROCESSES, THREADS_POOL, **env):

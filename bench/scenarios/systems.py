@@ -25,8 +25,9 @@ from bench import load
 from bench.baselines.common import CANCEL_PATH, exchange_body, signed_headers
 from bench.context import COMPARE_POOL, COMPARE_PROCESSES, Context
 from bench.measure import Cost, Figure, Spread, measure_cost, percentile
-from bench.stack import Key, SetSpec, WorkerSet
+from bench.stack import SetSpec, WorkerSet
 from cancelq.accounts import load_accounts
+from cancelq.harness.accounts import AccountSpec
 
 SYSTEMS = ("cancelq", "naive", "pybit", "floor")
 #: Below every system's capacity on this machine (the issue's example is 200/s): over HTTPS
@@ -119,7 +120,7 @@ def throughput_and_latency(
         return thr, latency_phase(ctx, REWARM)
 
 
-def post_loop(ctx: Context, key: Key, count: int = 400) -> dict[str, list[float]]:
+def post_loop(ctx: Context, key: AccountSpec, count: int = 400) -> dict[str, list[float]]:
     """One keep-alive POST at a time from a plain loop: round trip and one-way (to receipt)."""
     stack = ctx.stack
     account = load_accounts(stack.accounts_file)[key.alias]

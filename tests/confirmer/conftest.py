@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from cancelq.embedded_redis import RedisServer
-from cancelq.processes import ConfirmerProcess
-from cancelq.simulator.testing import SimulatorProcess
-from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
+from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.processes import ConfirmerProcess
+from tests.support import Stack, suite_stack
 
 CONFIRM_DEADLINE_S = "8"
 
@@ -34,16 +33,8 @@ def client(server: RedisServer) -> redis.Redis:
 
 @pytest.fixture(scope="session")
 def rsa_secret_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("confirm-stack")
-    pair = new_rsa_pair()
-    accounts = write_accounts(workdir, pair)
-    with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
-        stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
-        try:
-            yield stack
-        finally:
-            for worker in stack.workers:
-                worker.stop()
+    with suite_stack(tmp_path_factory.mktemp("confirm-stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
@@ -69,15 +60,8 @@ class Confirmers:
         self.started: list[ConfirmerProcess] = []
 
     def env(self, name: str, **overrides: str) -> dict[str, str]:
-        stack = self.stack
         return {
-            "CANCELQ_REDIS_URL": stack.redis_server.url,
-            "CANCELQ_BYBIT_BASE_URL": stack.sim.base_url,
-            "CANCELQ_BYBIT_WS_URL": stack.sim.ws_url,
-            "CANCELQ_ACCOUNTS_FILE": str(stack.accounts_file),
             "CANCELQ_CONFIRMER_METRICS_PORT": "0",
-            "CANCELQ_HEALTH_FILE": str(stack.workdir / f"{name}.health"),
-            "CANCELQ_LOG_FORMAT": "json",
             "CANCELQ_CONFIRMER_REPLICA_ID": name,
             "CANCELQ_CONFIRMER_LEASE_TTL_S": "1.5",
             "CANCELQ_CONFIRMER_LEASE_CHECK_S": "0.3",
@@ -90,8 +74,7 @@ class Confirmers:
         }
 
     def start(self, name: str, **overrides: str) -> ConfirmerProcess:
-        log = self.stack.workdir / f"{name}.log"
-        process = ConfirmerProcess(self.env(name, **overrides), log)
+        process = self.stack.confirmer(name, **self.env(name, **overrides))
         self.started.append(process)
         return process.start()
 

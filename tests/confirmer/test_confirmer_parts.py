@@ -11,11 +11,11 @@ import time
 import pytest
 import redis
 
+from cancelq.bybit.signing import HmacSigner
 from cancelq.confirmations import Confirmation, ConfirmationRecord, result_for, summarize
 from cancelq.confirmer.fallback import Budget, FallbackBudget
 from cancelq.confirmer.leases import RENEWED, TAKEN, LeaseStore
 from cancelq.confirmer.stream import auth_message, backoff_s
-from cancelq.worker.signing import HmacSigner
 from tests.confirmer.parts import KEYS, Parts, accepted, push
 from tests.confirmer.parts import record as read_record
 

@@ -27,8 +27,8 @@ import pytest
 import redis
 import yaml
 
-from cancelq.embedded_redis import RedisServer
-from cancelq.proc import end_process
+from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.processes import end_process
 from tests.deploy.dockerfile import Instruction, Stage, parse_dockerfile, stages
 from tests.support import wait_until
 

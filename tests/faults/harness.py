@@ -16,10 +16,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.accounts import AccountSpec
+from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Outcome, Status
-from cancelq.simulator.testing import SimulatorProcess
-from tests.support import Stack, scan_redis
+from tests.support import Stack, scan_redis, suite_stack
 
 ACCOUNTS = {
     # alias: (api key, secret, uid, rate_limit_per_s)
@@ -40,15 +40,11 @@ HIGH_LIMITS = (
 FINAL_OK = {Status.CANCELLED, Status.ALREADY_GONE}
 
 
-def write_accounts(directory: Path) -> Path:
-    path = directory / "accounts.toml"
-    tables = [
-        f'[accounts.{alias}]\nuid = {uid}\napi_key = "{key}"\napi_secret = "{secret}"\n'
-        f"rate_limit_per_s = {rate}\n"
+def fault_accounts() -> list[AccountSpec]:
+    return [
+        AccountSpec(alias, key, uid, secret, rate_limit_per_s=rate)
         for alias, (key, secret, uid, rate) in ACCOUNTS.items()
     ]
-    path.write_text("\n".join(tables))
-    return path
 
 
 @contextlib.contextmanager
@@ -60,15 +56,15 @@ def fault_stack(
     extra_secrets: Sequence[str] = (),
 ) -> Iterator[Stack]:
     """A private Redis (or ``redis_server``), the simulator, no workers yet; all stopped after."""
-    accounts = write_accounts(workdir)
-    server = redis_server or RedisServer(appendonly=True)
-    with server, SimulatorProcess(accounts_file=accounts, extra_args=sim_args) as sim:
-        stack = Stack(server, sim, accounts, workdir, [*SECRETS, *extra_secrets])
-        try:
-            yield stack
-        finally:
-            for worker in stack.workers:
-                worker.stop(timeout_s=15)  # SIGKILL after that
+    with suite_stack(
+        workdir,
+        fault_accounts(),
+        redis_server=redis_server or RedisServer(appendonly=True),
+        sim_args=sim_args,
+        extra_secrets=extra_secrets,
+        stop_timeout_s=15,  # SIGKILL after that
+    ) as stack:
+        yield stack
 
 
 def place(stack: Stack, account: str, prefix: str, n: int, category: str = "linear") -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cancelq.processes import WorkerProcess
+from cancelq.harness.processes import WorkerProcess
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     FINAL_OK,

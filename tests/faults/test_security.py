@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from cancelq.embedded_redis import RedisServer, redis_server_binary
-from cancelq.tls import make_tls_files
+from cancelq.harness.embedded_redis import RedisServer, redis_server_binary
+from cancelq.harness.tls import make_tls_files
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     SECRETS,

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from cancelq.embedded_redis import RedisServer
-from cancelq.simulator.testing import SimulatorProcess
-from tests.support import SECRETS, Stack, new_rsa_pair, write_accounts
+from cancelq.harness.embedded_redis import RedisServer
+from tests.support import Stack, suite_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +29,9 @@ def client(server: RedisServer) -> redis.Redis:
 
 @pytest.fixture(scope="session")
 def stack_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("stack")
-    pair = new_rsa_pair()
-    accounts = write_accounts(workdir, pair)
-    with RedisServer() as redis_server, SimulatorProcess(accounts_file=accounts) as sim:
-        stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
+    with suite_stack(tmp_path_factory.mktemp("stack")) as stack:
         stack.start_worker()
-        try:
-            yield stack
-        finally:
-            for worker in stack.workers:
-                worker.stop()
+        yield stack
 
 
 @pytest.fixture

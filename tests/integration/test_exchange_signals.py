@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from cancelq.embedded_redis import RedisServer
 from cancelq.outcomes import Status
-from tests.support import KEYS, UIDS, Stack, cancel, wait_until
+from tests.support import KEYS, UIDS, Stack, cancel, suite_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -41,18 +40,14 @@ def test_a_lower_limit_announced_by_the_exchange_is_obeyed(stack: Stack) -> None
 @pytest.fixture
 def banning_stack(stack: Stack) -> Iterator[Stack]:
     """A second stack (own Redis and worker) whose worker pauses 2 s after a 403."""
-    with RedisServer() as own_redis:
-        own = Stack(own_redis, stack.sim, stack.accounts_file, stack.workdir / "ban", stack.secrets)
-        own.workdir.mkdir(exist_ok=True)
-        own.start_worker(CANCELQ_IP_BAN_PAUSE_S="2")
-        try:
+    workdir = stack.workdir / "ban"
+    workdir.mkdir(exist_ok=True)
+    try:
+        with suite_stack(workdir, stack.accounts, simulator=stack.sim) as own:
+            own.start_worker(CANCELQ_IP_BAN_PAUSE_S="2")
             yield own
-        finally:
-            for worker in own.workers:
-                worker.stop()
-            stack.sim.admin.configure_rate_limits(
-                ip_limit=600, ip_window_ms=5000, ip_ban_ms=600_000
-            )
+    finally:
+        stack.sim.admin.configure_rate_limits(ip_limit=600, ip_window_ms=5000, ip_ban_ms=600_000)
 
 
 def test_an_ip_ban_stops_the_pod_and_loses_nothing(banning_stack: Stack) -> None:

@@ -9,11 +9,9 @@ import pytest
 import requests
 from pybit.unified_trading import HTTP
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.tls import make_tls_files
 from cancelq.outcomes import Status
-from cancelq.simulator.testing import SimulatorProcess
-from cancelq.tls import make_tls_files
-from tests.support import KEYS, SECRETS, Stack, cancel, new_rsa_pair, write_accounts
+from tests.support import KEYS, SECRETS, Stack, cancel, suite_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -22,19 +20,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 def https_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("https")
     tls = make_tls_files(workdir, "simulator")
-    pair = new_rsa_pair()
-    accounts = write_accounts(workdir, pair)
-    with (
-        RedisServer() as redis_server,
-        SimulatorProcess(accounts_file=accounts, tls=(tls.ca_cert, tls.cert, tls.key)) as sim,
-    ):
-        stack = Stack(redis_server, sim, accounts, workdir, [*SECRETS.values(), pair.private_pem])
+    with suite_stack(workdir, sim_tls=tls) as stack:
         stack.start_worker(CANCELQ_HTTP_CA_BUNDLE=str(tls.ca_cert))
-        try:
-            yield stack
-        finally:
-            for worker in stack.workers:
-                worker.stop()
+        yield stack
 
 
 def test_the_simulator_serves_https_only_to_clients_that_trust_its_ca(

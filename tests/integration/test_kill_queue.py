@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from cancelq.contract import KILL_QUEUE, KILL_TASK_NAME
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Status
 from cancelq.producers.client import CancelProducer
 from tests.support import Stack

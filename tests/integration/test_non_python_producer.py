@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cancelq.embedded_redis import redis_server_binary
+from cancelq.harness.embedded_redis import redis_server_binary
 from cancelq.outcomes import Status
 from tests.support import Stack
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from cancelq.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.worker.pods import PodBeat, new_pod_id
 from cancelq.worker.takeover import Takeover, redelivered

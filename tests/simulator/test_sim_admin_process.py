@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID
 
+from cancelq.harness.accounts import AccountSpec, write_accounts
 from cancelq.simulator.admin import STATE_KEY, admin_allowed, guard
 from cancelq.simulator.admin_client import AdminClientError
 from cancelq.simulator.cli import config_from_args
@@ -24,7 +25,6 @@ from cancelq.simulator.testing import (
     SimulatorStartError,
     free_port,
     signed_headers,
-    write_accounts_file,
 )
 
 
@@ -147,16 +147,9 @@ def test_cli_parsing() -> None:
 
 @pytest.mark.timeout(90)
 def test_simulator_process_end_to_end(tmp_path: Path) -> None:
-    accounts = write_accounts_file(
+    accounts = write_accounts(
         tmp_path / "accounts.toml",
-        {
-            "main": {
-                "api_key": HMAC_KEY,
-                "api_secret": HMAC_SECRET,
-                "uid": HMAC_UID,
-                "rate_limit_per_s": 10,
-            }
-        },
+        [AccountSpec("main", HMAC_KEY, HMAC_UID, HMAC_SECRET, rate_limit_per_s=10)],
     )
     with SimulatorProcess(accounts_file=accounts, extra_args=["--dialect", "page"]) as sim:
         assert sim.port > 0

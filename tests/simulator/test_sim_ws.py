@@ -18,8 +18,8 @@ import websocket
 from pybit.unified_trading import WebSocket
 from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID, RSA_KEY, V5, RsaPair
 
+from cancelq.bybit.signing import RsaSigner
 from cancelq.simulator.testing import InProcessSimulator
-from cancelq.worker.signing import RsaSigner
 
 
 def _hmac_auth(key: str, secret: str, expires: int) -> dict[str, Any]:

@@ -40,8 +40,9 @@ from packaging.specifiers import SpecifierSet
 
 from cancelq.keys import Keys
 from cancelq.settings import Settings
-from cancelq.worker import consumer_steps
-from cancelq.worker.app import create_app
+from cancelq.worker.host.app import create_app
+from cancelq.worker.host.celery_consumer import Consumer
+from cancelq.worker.host.kombu_channel import Channel, Transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -85,13 +86,13 @@ def test_upstream_brpop_read_is_the_one_cancelq_copied() -> None:
 
 
 def test_the_copy_overrides_the_upstream_method_of_the_same_signature() -> None:
-    ours = consumer_steps.Channel._brpop_read
+    ours = Channel._brpop_read
     assert ours is not kombu_redis.Channel._brpop_read
     assert inspect.signature(ours).parameters.keys() == (
         inspect.signature(kombu_redis.Channel._brpop_read).parameters.keys()
     )
-    assert issubclass(consumer_steps.Transport, kombu_redis.Transport)
-    assert consumer_steps.Transport.Channel is consumer_steps.Channel
+    assert issubclass(Transport, kombu_redis.Transport)
+    assert Transport.Channel is Channel
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def test_the_channel_attributes_the_copy_touches_exist(attribute: str) -> None:
 
 def test_the_reauth_flush_the_copy_calls_exists() -> None:
     assert callable(kombu_redis.Channel._flush_brpop_reauth)
-    assert "_flush_brpop_reauth" in inspect.getsource(consumer_steps.Channel._brpop_read)
+    assert "_flush_brpop_reauth" in inspect.getsource(Channel._brpop_read)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,7 @@ def test_the_consumer_hooks_cancelq_overrides_keep_their_signature(
 ) -> None:
     upstream = getattr(celery_consumer.Consumer, hook)
     assert list(inspect.signature(upstream).parameters) == parameters
-    assert getattr(consumer_steps.Consumer, hook) is not upstream
+    assert getattr(Consumer, hook) is not upstream
 
 
 def test_celery_still_calls_the_hooks() -> None:

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pybit._http_manager import generate_signature
 
+from cancelq.bybit.signing import HmacSigner, RsaSigner, auth_headers, string_to_sign
 from cancelq.errors import ConfigError
-from cancelq.worker.signing import HmacSigner, RsaSigner, auth_headers, string_to_sign
 
 BODY = json.dumps({"category": "spot", "symbol": "BTCUSDT", "orderId": "1"}, separators=(",", ":"))
 

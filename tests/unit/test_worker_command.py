@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cancelq.worker.main import chosen_pool
+from cancelq.worker.host.main import chosen_pool
 
 
 def test_the_pool_a_command_line_ends_up_with() -> None:

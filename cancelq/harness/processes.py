@@ -1,12 +1,17 @@
-"""cancelq services started from Python (workers, confirmers): for the demo, tests, benchmarks.
+"""Processes the harness starts, and how every one of them ends.
 
-Each is ``python -m cancelq <command>`` with its own environment, which must name its
-``CANCELQ_HEALTH_FILE``: the service marks itself ready there (see ``worker.observability``).
-Its log goes to a file, which tests scan for secrets.
+* :func:`end_process`, :func:`kill_process`: a signal, a bounded wait, then SIGKILL; used for
+  every process cancelq starts (Redis, workers, confirmers).
+* :class:`ServiceProcess` (:class:`WorkerProcess`, :class:`ConfirmerProcess`): a cancelq
+  service started from Python for the demo, tests and benchmarks. Each is ``python -m cancelq
+  <command>`` with its own environment, which must name its ``CANCELQ_HEALTH_FILE``: the service
+  marks itself ready there (see ``worker/observability.py``). Its log goes to a file, which
+  tests scan for secrets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,13 +23,43 @@ from types import TracebackType
 from typing import Self
 
 from cancelq.heartbeat import read_heartbeat
-from cancelq.proc import end_process, kill_process
+
+
+def end_process(
+    process: subprocess.Popen[bytes],
+    sig: signal.Signals,
+    timeout_s: float,
+    *,
+    group: bool = False,
+) -> int:
+    """Send ``sig``; after ``timeout_s`` SIGKILL (the whole process group with ``group``)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_process(process, group=group)
+    return process.wait()
+
+
+def kill_process(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """SIGKILL now; with ``group``, everything the process started too."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    process.wait()
 
 
 class ServiceProcess:
     """``python -m cancelq <command> <args>``: start (until ready), stop, kill, logs."""
 
     command = "worker"
+    #: The variable that names the port of the service's /metrics.
+    metrics_port_var = "CANCELQ_METRICS_PORT"
 
     def __init__(
         self,
@@ -38,6 +73,11 @@ class ServiceProcess:
         self.health_file = Path(self.env["CANCELQ_HEALTH_FILE"])
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+
+    @property
+    def metrics_port(self) -> int:
+        """The port of its /metrics on 127.0.0.1 (0: none)."""
+        return int(self.env.get(self.metrics_port_var) or 0)
 
     @property
     def pid(self) -> int:
@@ -126,3 +166,4 @@ class ConfirmerProcess(ServiceProcess):
     """``cancelq confirmer``."""
 
     command = "confirmer"
+    metrics_port_var = "CANCELQ_CONFIRMER_METRICS_PORT"

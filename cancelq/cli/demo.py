@@ -17,8 +17,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cancelq.confirmations import ConfirmationSummary, read_summary
-from cancelq.embedded_redis import RedisServer, free_port
+from cancelq.harness.accounts import AccountSpec, new_rsa_pair, random_account
+from cancelq.harness.stack import Stack
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
-from cancelq.processes import ConfirmerProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
 from cancelq.producers.message import encode_message
 from cancelq.settings import Settings
@@ -43,6 +42,8 @@ ACCOUNTS = (
     ("beta", "linear", "ETHUSDT", "hmac"),
     ("gamma", "spot", "SOLUSDT", "rsa"),
 )
+#: What the demo's services run with (they log to files in a temporary directory).
+SERVICE_ENV = {"CANCELQ_LOG_LEVEL": "WARNING"}
 WAIT_S = 180.0
 CONFIRM_WAIT_S = 40.0
 
@@ -73,26 +74,21 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
     rng = random.Random(seed)
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cancelq-demo-") as tmp:
-        workdir = Path(tmp)
-        redis_url = settings.redis_url or stack.enter_context(_embedded_redis())
-        accounts_file = _write_accounts(workdir)
-        sim = stack.enter_context(_simulator(accounts_file))
-        plan = _place_orders(sim, orders, rng)
-        metrics_urls = _start_workers(
-            stack,
-            count=workers,
-            redis_url=redis_url,
-            base_url=sim.base_url,
-            accounts_file=accounts_file,
-            workdir=workdir,
-        )
-        _start_confirmer(
-            stack, redis_url=redis_url, sim=sim, accounts_file=accounts_file, workdir=workdir
-        )
-        producer = CancelProducer.from_url(redis_url)
+    with (
+        tempfile.TemporaryDirectory(prefix="cancelq-demo-") as tmp,
+        Stack(Path(tmp), _accounts(), redis_url=settings.redis_url, env=SERVICE_ENV) as stack,
+    ):
+        if stack.embedded:
+            console.print(f"embedded Redis on {stack.redis_url}")
+        console.print(f"Bybit V5 simulator on {stack.sim.base_url}")
+        plan = _place_orders(stack.sim, orders, rng)
+        stack.start_together([stack.worker() for _ in range(workers)])
+        console.print(f"{workers} worker processes ready")
+        stack.start_confirmer()
+        console.print("confirmer following the private order streams")
+        producer = stack.producer
         started = time.monotonic()
-        ids = _enqueue(producer, redis.Redis.from_url(redis_url), plan)
+        ids = _enqueue(producer, redis.Redis.from_url(stack.redis_url), plan)
         outcomes = _wait(producer, ids)
         elapsed = time.monotonic() - started
         accepted = [
@@ -100,70 +96,31 @@ def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
             for rid, o in outcomes.items()
             if o.status.value == "cancelled" and o.duplicateOf is None
         ]
-        confirmations = _wait_confirmations(redis_url, accepted)
-        records = sim.admin.records()
+        confirmations = _wait_confirmations(stack.redis_url, accepted)
         _summary(
             plan,
             ids=ids,
             outcomes=outcomes,
-            records=records,
+            records=stack.sim.admin.records(),
             confirmations=confirmations,
             elapsed=elapsed,
-            metrics_urls=metrics_urls,
+            metrics_urls=[f"http://127.0.0.1:{w.metrics_port}/metrics" for w in stack.workers],
         )
         return 0 if len(outcomes) == len(ids) else 1
 
 
-@contextmanager
-def _embedded_redis() -> Iterator[str]:
-    with RedisServer() as server:
-        console.print(f"embedded Redis on {server.url}")
-        yield server.url
-
-
-@contextmanager
-def _simulator(accounts_file: Path) -> Iterator[Any]:
-    from cancelq.simulator.testing import SimulatorProcess
-
-    with SimulatorProcess(accounts_file=accounts_file) as sim:
-        console.print(f"Bybit V5 simulator on {sim.base_url}")
-        yield sim
-
-
-def _write_accounts(workdir: Path) -> Path:
+def _accounts() -> list[AccountSpec]:
     """Fresh random credentials for this run; the RSA key pair is made here too."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (workdir / "gamma.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    pair = new_rsa_pair()
+    return [
+        random_account(
+            alias,
+            uid,
+            rsa=pair if kind == "rsa" else None,
+            rate_limit_per_s=20 if category == "spot" else 10,
         )
-    )
-    (workdir / "gamma.pub").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM,
-            serialization.PublicFormat.SubjectPublicKeyInfo,
-        )
-    )
-    tables = []
-    for uid, (alias, category, _, kind) in enumerate(ACCOUNTS, start=5001):
-        credential = (
-            f'rsa_private_key_file = "{workdir / "gamma.pem"}"\n'
-            f'rsa_public_key_file = "{workdir / "gamma.pub"}"'
-            if kind == "rsa"
-            else f'api_secret = "{secrets.token_hex(18)}"'
-        )
-        tables.append(
-            f'[accounts.{alias}]\nuid = {uid}\napi_key = "{secrets.token_hex(9).upper()}"\n'
-            f"{credential}\nrate_limit_per_s = {20 if category == 'spot' else 10}\n"
-        )
-    path = workdir / "accounts.toml"
-    path.write_text("\n".join(tables), encoding="utf-8")
-    return path
+        for uid, (alias, category, _, kind) in enumerate(ACCOUNTS, start=5001)
+    ]
 
 
 def _place_orders(sim: Any, orders: int, rng: random.Random) -> Plan:
@@ -200,50 +157,6 @@ def _place_orders(sim: Any, orders: int, rng: random.Random) -> Plan:
     everything = cancels + duplicates + unknown
     rng.shuffle(everything)
     return Plan(everything, invalid, filled, len(unknown), len(duplicates))
-
-
-def _start_workers(
-    stack: ExitStack,
-    *,
-    count: int,
-    redis_url: str,
-    base_url: str,
-    accounts_file: Path,
-    workdir: Path,
-) -> list[str]:
-    urls = []
-    for n in range(count):
-        port = free_port()
-        env = {
-            "CANCELQ_REDIS_URL": redis_url,
-            "CANCELQ_BYBIT_BASE_URL": base_url,
-            "CANCELQ_ACCOUNTS_FILE": str(accounts_file),
-            "CANCELQ_METRICS_PORT": str(port),
-            "CANCELQ_METRICS_HOST": "127.0.0.1",
-            "CANCELQ_HEALTH_FILE": str(workdir / f"worker-{n}.health"),
-            "CANCELQ_LOG_LEVEL": "WARNING",
-        }
-        worker = WorkerProcess(env, workdir / f"worker-{n}.log")
-        stack.enter_context(worker)
-        urls.append(f"http://127.0.0.1:{port}/metrics")
-    console.print(f"{count} worker processes ready")
-    return urls
-
-
-def _start_confirmer(
-    stack: ExitStack, *, redis_url: str, sim: Any, accounts_file: Path, workdir: Path
-) -> None:
-    env = {
-        "CANCELQ_REDIS_URL": redis_url,
-        "CANCELQ_BYBIT_BASE_URL": sim.base_url,
-        "CANCELQ_BYBIT_WS_URL": sim.ws_url,
-        "CANCELQ_ACCOUNTS_FILE": str(accounts_file),
-        "CANCELQ_CONFIRMER_METRICS_PORT": "0",
-        "CANCELQ_HEALTH_FILE": str(workdir / "confirmer.health"),
-        "CANCELQ_LOG_LEVEL": "WARNING",
-    }
-    stack.enter_context(ConfirmerProcess(env, workdir / "confirmer.log"))
-    console.print("confirmer following the private order streams")
 
 
 def _wait_confirmations(redis_url: str, request_ids: Sequence[str]) -> ConfirmationSummary:

@@ -11,19 +11,20 @@ from celery.signals import worker_ready, worker_shutting_down
 from cancelq.logs import configure_logging
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
-from cancelq.worker.app import create_app
-from cancelq.worker.consumer_steps import install as install_dead_letters
-from cancelq.worker.consumer_steps import install_grace_deadline
 from cancelq.worker.dead_letters import DeadLetters, url_secrets
 from cancelq.worker.decisions import NETWORK, RETRY_REASONS
+from cancelq.worker.host.app import create_app
+from cancelq.worker.host.bootsteps import observer_step
+from cancelq.worker.host.celery_consumer import install as install_dead_letters
+from cancelq.worker.host.shutdown import install_grace_deadline
+from cancelq.worker.host.tasks import PipelineProvider, register_tasks
 from cancelq.worker.killswitch import CATEGORIES
 from cancelq.worker.metrics import Metrics
-from cancelq.worker.observability import Observer, observer_step
+from cancelq.worker.observability import Observer
 from cancelq.worker.pipeline import CancelPipeline
 from cancelq.worker.ratelimit.dispatcher import Dispatcher
 from cancelq.worker.rescue import Rescuer
 from cancelq.worker.runtime import build_runtime
-from cancelq.worker.task import PipelineProvider, register_tasks
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def main() -> None:
             from celery import maybe_patch_concurrency
 
             maybe_patch_concurrency(sys.argv, ["-P"], ["--pool"])
-        from cancelq.cli import app
+        from cancelq.cli.app import app
 
         app()
     except ModuleNotFoundError as exc:

@@ -19,7 +19,7 @@ from types import TracebackType
 
 import redis
 
-from cancelq.proc import end_process
+from cancelq.harness.processes import end_process
 
 
 def redis_server_binary(*, tls: bool = False) -> str:

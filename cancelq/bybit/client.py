@@ -1,7 +1,7 @@
 """The exchange client: typed, one result type, never sleeps (waiting is the scheduler's job).
 
 Any HTTP reply, whatever its status or retCode, comes back as an :class:`ExchangeReply`; the
-retCode policy decides what it means. Only "no reply at all" raises, as
+retCode table (``cancelq.worker.retcodes``) decides what it means. Only "no reply at all" raises, as
 :class:`~cancelq.errors.ExchangeUnavailableError`: the one place requests' exceptions are
 translated into ours.
 """
@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
+from cancelq.bybit.signing import Signer, auth_headers
 from cancelq.errors import ExchangeUnavailableError
-from cancelq.worker.signing import Signer, auth_headers
 
 CANCEL: Final = "/v5/order/cancel"
 CANCEL_BATCH: Final = "/v5/order/cancel-batch"
@@ -75,7 +75,8 @@ class Credentials:
 
 
 def new_session(pool_size: int, ca_bundle: Path | None = None) -> requests.Session:
-    """One keep-alive session per process; no urllib3 retries (retrying is the policy's job).
+    """One keep-alive session per process; no urllib3 retries (retrying is the RetryPolicy's
+    job, ``cancelq.worker.decisions``).
     ``ca_bundle``: verify the exchange against these CAs instead of certifi's."""
     session = requests.Session()
     session.trust_env = False  # no proxy/.netrc lookups per request (seen in the profile)

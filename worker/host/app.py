@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         # A failure must not be acked as done. Note: Celery then rejects it WITHOUT requeue,
         # which on Redis deletes it, so the tasks themselves must never raise unexpectedly
-        # (worker/task.py turns store errors into a reschedule or a requeueing Reject).
+        # (worker/host/tasks.py turns store errors into a reschedule or a requeueing Reject).
         task_acks_on_failure_or_timeout=False,
         # Prefetch one message per execution slot: a pod does not hoard cancels other pods
         # could send now (retries with a countdown do not count against it).
@@ -57,10 +57,10 @@ def create_app(settings: Settings) -> Celery:
         # kombu's Redis transport with a channel that turns unreadable queue items (garbage
         # pushed with plain Redis commands, non-envelopes, oversized items) into dead letters;
         # stock kombu raises in the event loop and the worker exits with the item gone.
-        broker_transport="cancelq.worker.consumer_steps:Transport",
+        broker_transport="cancelq.worker.host.kombu_channel:Transport",
         # Celery's consumer with hooks that record every message it would drop (decode errors,
         # unknown tasks, pickle and other refused content types) as a dead letter.
-        worker_consumer="cancelq.worker.consumer_steps:Consumer",
+        worker_consumer="cancelq.worker.host.celery_consumer:Consumer",
         # Reconnect to the broker forever, from the first connection on.
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,

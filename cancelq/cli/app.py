@@ -56,7 +56,7 @@ def demo(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
 ) -> None:
     """The main job: embedded Redis + simulator + workers + producers, ending with a summary."""
-    from cancelq.demo import run_demo
+    from cancelq.cli.demo import run_demo
 
     raise typer.Exit(run_demo(_settings(), orders=cancels, workers=workers))
 
@@ -64,7 +64,7 @@ def demo(
 @app.command(context_settings=PASS_THROUGH)
 def worker(ctx: typer.Context) -> None:
     """Run a worker pod; extra options go to ``celery worker`` (e.g. --concurrency 16)."""
-    from cancelq.worker.main import run_worker
+    from cancelq.worker.host.main import run_worker
 
     try:
         run_worker(_settings(), ctx.args)
@@ -198,7 +198,7 @@ def loadgen(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
     """Load for the simulator only: place orders on it and enqueue their cancels at a rate."""
-    from cancelq.loadgen import LoadPlan, run_loadgen
+    from cancelq.cli.loadgen import LoadPlan, run_loadgen
 
     plan = LoadPlan(rate_per_s=rate, category=category, symbol=symbol, duration_s=duration)
     try:
@@ -211,7 +211,7 @@ def loadgen(
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def bench(ctx: typer.Context) -> None:
     """Run the benchmarks from a checkout (``--quick`` under 2 minutes; ``--help``)."""
-    from cancelq.checkout import import_checkout_tool
+    from cancelq.cli.checkout import import_checkout_tool
 
     try:
         main = import_checkout_tool("bench.main", "main")

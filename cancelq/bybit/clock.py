@@ -11,16 +11,24 @@ import threading
 import time
 from collections.abc import Callable
 
-from cancelq.worker.bybit_client import ExchangeReply
+from cancelq.bybit.client import ExchangeReply
 
 #: Aim a little behind the server: a timestamp in the server's future (>= +1000 ms) is rejected.
 SAFETY_LAG_MS = 100
 
 
 class ServerClock:
-    def __init__(self, refresh_every_s: float, wall: Callable[[], float] = time.time) -> None:
+    """``wall`` (seconds since the epoch) and ``monotonic`` are the local clocks it reads."""
+
+    def __init__(
+        self,
+        refresh_every_s: float,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._refresh_every_s = refresh_every_s
         self._wall = wall
+        self._monotonic = monotonic
         self._offset_ms = 0
         self._synced_at: float | None = None
         self._lock = threading.Lock()
@@ -35,7 +43,7 @@ class ServerClock:
 
     def is_stale(self) -> bool:
         synced = self._synced_at
-        return synced is None or time.monotonic() - synced > self._refresh_every_s
+        return synced is None or self._monotonic() - synced > self._refresh_every_s
 
     def invalidate(self) -> None:
         """Force a refresh before the next request (after a 10002)."""
@@ -54,7 +62,7 @@ class ServerClock:
                 return False
             midpoint_ms = (before + after) * 500
             self._offset_ms = int(server_ms - midpoint_ms)
-            self._synced_at = time.monotonic()
+            self._synced_at = self._monotonic()
             return True
 
 

@@ -1,4 +1,4 @@
-"""The retCode policy as data: what each Bybit reply means for a cancel.
+"""The retCode tables as data: what each Bybit reply means for a cancel (an :class:`Action`).
 
 ``V5`` follows Bybit's real V5 codes; ``PAGE`` is the cancel-order page's simplified table (10001
 not found, 10002 already cancelled, 10003 filled, 10004 invalid status, 10005 invalid params)
@@ -12,8 +12,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from cancelq.bybit.client import ExchangeReply
 from cancelq.errors import ConfigError
-from cancelq.worker.bybit_client import ExchangeReply
 
 
 class Action(StrEnum):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from cancelq.bybit.client import ExchangeReply
 from cancelq.errors import ConfigError
-from cancelq.worker.bybit_client import ExchangeReply
-from cancelq.worker.policy import PAGE, V5, Action, build_table, classify
+from cancelq.worker.retcodes import PAGE, V5, Action, build_table, classify
 
 
 def reply(ret_code: int | None, http: int = 200) -> ExchangeReply:
