@@ -102,5 +102,11 @@ class Keys:
 
     @property
     def unacked(self) -> str:
-        """Kombu's hash of messages delivered to a worker and not acknowledged yet."""
+        """Kombu's shared hash of messages delivered and not acknowledged yet: used by workers
+        of an older cancelq (each process now has its own, :meth:`pod_unacked`)."""
         return "unacked"
+
+    @property
+    def unacked_index(self) -> str:
+        """Kombu's shared unacked index (delivery tag -> Unix time taken)."""
+        return "unacked_index"

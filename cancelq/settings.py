@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cancelq.contract import KILL_QUEUE, QUEUE
@@ -53,7 +53,15 @@ class Settings(BaseSettings):
     dedup_lease_s: float = Field(60.0, gt=0)
     """A claim not renewed for this long is taken over by a duplicate (seconds)."""
     visibility_timeout_s: int = Field(300, gt=0)
-    """Broker re-delivers a message a dead worker held after this long (seconds)."""
+    """The last resort: the broker re-delivers a message a live worker has held this long
+    (seconds). A dead worker's messages are taken over after ``pod_ttl_s``."""
+    pod_beat_s: float = Field(0.5, gt=0)
+    """How often a worker process shows it is alive in Redis and checks for dead ones
+    (seconds)."""
+    pod_ttl_s: float = Field(2.0, gt=0)
+    """A worker process silent this long is dead to the others, which take over what it held:
+    prefetched and running messages, dispatched batches (seconds). Longer than ``pod_beat_s``
+    by a margin for pauses (GC, a busy machine): a live process declared dead is fenced."""
     shutdown_grace_s: float = Field(25.0, ge=0)
     """SIGTERM: finish in-flight requests within this time, then hand the rest back (seconds)."""
 
@@ -108,6 +116,14 @@ class Settings(BaseSettings):
     """Heartbeat file the worker refreshes; ``cancelq health`` reads its age."""
     heartbeat_s: float = Field(5.0, gt=0)
     """How often the worker refreshes the heartbeat and samples queue depth (seconds)."""
+
+    @field_validator("pod_ttl_s")
+    @classmethod
+    def _ttl_covers_beats(cls, ttl_s: float, info: ValidationInfo) -> float:
+        beat_s = info.data.get("pod_beat_s")
+        if beat_s is not None and ttl_s < 2 * beat_s:
+            raise ValueError("must be at least twice CANCELQ_POD_BEAT_S")
+        return ttl_s
 
 
 def load_settings(**overrides: Any) -> Settings:

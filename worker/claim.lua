@@ -1,7 +1,8 @@
 -- Claim a cancel identity for one request (idempotent dedup), renewing its lease; or say who
 -- has it. Called before every exchange attempt of the request.
--- KEYS[1]  claim hash of the identity: owner, state (inflight|done), lease (ms, Redis clock),
---          attempts, startedAt (ms, worker wall clock of the first attempt)
+-- KEYS[1]  claim hash of the identity: owner, state (inflight|parked|done), lease (ms, Redis
+--          clock), attempts, startedAt (ms, worker wall clock of the first attempt), heldIn and
+--          heldAs (the unacked hash and delivery tag of the delivery that claimed it last)
 -- KEYS[2]  outcome key of this request: when it exists the request has already finished
 -- KEYS[3]  kill marker of the cancel's (account, category): scope -> enqueuedAt of the kill
 -- ARGV[1]  request id
@@ -9,11 +10,17 @@
 -- ARGV[3]  ttl of the claim hash in ms (a safety net; finish.lua sets the dedup ttl)
 -- ARGV[4]  now, worker wall clock ms (recorded as startedAt on the first claim)
 -- ARGV[5]  "1": this claim starts an exchange attempt (count it); "0": intake only
+-- ARGV[6]  the calling worker process's unacked hash (kombu's record of what it holds)
+-- ARGV[7]  delivery tag of the message being run ("": no fencing, a caller outside a worker)
 -- Returns {verdict, owner, attempts, startedAt, kills} (kills: the marker as a flat list,
 -- empty when no kill ran) with verdict one of
 --   "own"        this request holds the identity: go ahead (first claim, re-delivery, takeover)
 --   "duplicate"  another request holds a live lease on it or has finished it: owner is that one
 --   "finished"   this request already has a final outcome (a re-delivered copy): do nothing
+--   "taken"      fencing: this delivery is no longer in this process's unacked hash (another
+--                process took it over while this one was frozen or cut off): do nothing
+--   "held"       another delivery of this very request is held right now (a copy the outbox
+--                sweep pushed again, a repeated requestId): it will finish it; do nothing
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'finished', ARGV[1], 0, 0, {}}
 end
@@ -27,9 +34,25 @@ if owner and owner ~= ARGV[1] then
     return {'duplicate', owner, 0, 0, {}}
   end
 end
+if ARGV[7] ~= '' then
+  if redis.call('HEXISTS', ARGV[6], ARGV[7]) == 0 then
+    return {'taken', ARGV[1], 0, 0, {}}
+  end
+  if owner == ARGV[1] then
+    local hash = redis.call('HGET', KEYS[1], 'heldIn')
+    local tag = redis.call('HGET', KEYS[1], 'heldAs')
+    if hash and tag and (hash ~= ARGV[6] or tag ~= ARGV[7])
+        and redis.call('HEXISTS', hash, tag) == 1 then
+      return {'held', ARGV[1], 0, 0, {}}
+    end
+  end
+end
 if owner ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'state', 'inflight')
   redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[4])
+end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[1], 'heldIn', ARGV[6], 'heldAs', ARGV[7])
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[5]))
 redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))

@@ -20,9 +20,10 @@ from cancelq.confirmations import Expectation
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
+from cancelq.worker.delivery import current_tag
 from cancelq.worker.scripted_pipeline import queue_script
 
-Verdict = Literal["own", "duplicate", "finished"]
+Verdict = Literal["own", "duplicate", "finished", "held", "taken"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,12 @@ class ClaimStore:
         lease_s: float,
         dedup_ttl_s: int,
         outcome_ttl_s: int,
+        pod_id: str = "",
     ) -> None:
+        """``pod_id``: the worker process claiming, whose unacked hash fences its claims
+        (``claim.lua``: "taken", "held"); "" for callers outside a worker."""
         self._keys = keys
+        self._held_in = keys.pod_unacked(pod_id) if pod_id else ""
         self._lease_ms = int(lease_s * 1000)
         self._dedup_ttl_ms = dedup_ttl_s * 1000
         self._outcome_ttl_ms = outcome_ttl_s * 1000
@@ -99,6 +104,8 @@ class ClaimStore:
             self._dedup_ttl_ms,
             now_ms,
             int(attempt),
+            self._held_in,
+            current_tag() if self._held_in else "",
         ]
         return keys, args
 

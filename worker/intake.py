@@ -20,7 +20,7 @@ from cancelq.errors import StoreError
 from cancelq.worker.claims import Claim, parse_claim
 from cancelq.worker.ratelimit.lanes import Admission, parse_admission
 
-CLAIM_KEYS, CLAIM_ARGS = 3, 5
+CLAIM_KEYS, CLAIM_ARGS = 3, 7
 ADMIT_KEYS, ADMIT_ARGS = 7, 11
 
 _GLUE = f"""

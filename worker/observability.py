@@ -19,6 +19,7 @@ from cancelq.errors import StoreError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from cancelq.worker.metrics import Metrics
+from cancelq.worker.pods import unacked_total
 from cancelq.worker.ratelimit.lanes import Lanes
 from cancelq.worker.rescue import Rescuer
 
@@ -85,10 +86,8 @@ class Observer:
         except OSError:
             log.warning("cannot write heartbeat file %s", self._health_file, exc_info=True)
         try:
-            with self._redis.pipeline(transaction=False) as pipe:
-                pipe.llen(self._keys.queue)
-                pipe.hlen(self._keys.unacked)
-                waiting, unacked = pipe.execute()
+            waiting = self._redis.llen(self._keys.queue)
+            unacked = unacked_total(self._redis, self._keys)
             deferred = self._lanes.parked()
             rescued = self._rescuer.sweep().rescued
         except (redis.RedisError, StoreError):

@@ -114,10 +114,12 @@ class CancelPipeline:
         lane: str = "",
         spent: str = "",
         units: int = 0,
+        redelivered: bool = False,
     ) -> None:
         """Cancels a dispatcher took out of one lane, their budget already spent (``units``
         log members ``<spent>:1..units``): every item's claim in one round trip, then one
-        request."""
+        request. A ``redelivered`` batch (its worker process died holding it) may already
+        have been sent on the budget it carries: its cancels go through the limiter again."""
         unparked = [u for u in (self._unpark(item, task_id) for item in items) if u is not None]
         if not unparked:
             return
@@ -139,7 +141,10 @@ class CancelPipeline:
             ticket = self._ticket(request, request_id, account, parse_claim(raw))
             if ticket is not None:
                 tickets.append(ticket)
-        if tickets:
+        if tickets and redelivered:
+            for ticket in tickets:
+                self._advance(ticket, 0.0)
+        elif tickets:
             members = [f"{spent}:{k}" for k in range(1, units + 1)]
             self._send(tickets, Spent(lane, members) if lane and spent and members else None)
 
@@ -171,6 +176,15 @@ class CancelPipeline:
         """What a claim means: the ticket when this request owns the cancel, else None (answered
         here: a duplicate, a request already finished, or one a kill switch covered)."""
         if claim.verdict == "finished":
+            return None
+        if claim.verdict in ("taken", "held"):
+            log.info(
+                "not sent: %s",
+                "another worker process took this delivery over"
+                if claim.verdict == "taken"
+                else "another delivery of this request is being run",
+                extra={"requestId": request_id},
+            )
             return None
         if claim.verdict == "duplicate":
             self.recorder.duplicate(request, request_id, claim.owner)

@@ -18,7 +18,9 @@ import re
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 import redis
 
@@ -39,8 +41,17 @@ class PodBeat:
     """The heartbeat of one worker process in Redis."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, pod_id: str, *, every_s: float, ttl_s: float
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        pod_id: str,
+        *,
+        every_s: float,
+        ttl_s: float,
+        after_beat: Callable[[], object] | None = None,
     ) -> None:
+        """``after_beat`` runs after every beat in the same thread (the takeover sweep); its
+        errors are logged, never end the beat."""
         if ttl_s <= every_s:
             raise ValueError("the pod TTL must be longer than the beat interval")
         self.pod_id = pod_id
@@ -49,6 +60,7 @@ class PodBeat:
         self._ttl_ms = int(ttl_s * 1000)
         script = resources.files("cancelq.worker").joinpath("pod_beat.lua").read_text("utf-8")
         self._beat = client.register_script(script)
+        self._after_beat = after_beat
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -76,4 +88,24 @@ class PodBeat:
 
     def _loop(self) -> None:
         while not self._stopped.wait(self._every_s):
-            self.beat()
+            if self.beat() and self._after_beat is not None:
+                try:
+                    self._after_beat()
+                except Exception:  # a sweep must never stop the heartbeat
+                    log.warning("after-beat work failed", exc_info=True)
+
+
+def unacked_total(client: redis.Redis, keys: Keys) -> int:
+    """Messages taken and not acknowledged, over every registered worker process (and kombu's
+    shared hash of older workers)."""
+    registry: list[Any] = client.zrange(keys.pods(), 0, -1)
+    pods = [_text(pod) for pod in registry]
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hlen(keys.unacked)
+        for pod in pods:
+            pipe.hlen(keys.pod_unacked(pod))
+        return sum(int(n) for n in pipe.execute())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

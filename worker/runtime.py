@@ -87,7 +87,9 @@ class Runtime:
         return found
 
 
-def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, metrics: Metrics | None = None, *, pod_id: str = ""
+) -> Runtime:
     if settings.redis_url is None:
         raise ConfigError("CANCELQ_REDIS_URL is required to run a worker")
     if settings.accounts_file is None:
@@ -121,6 +123,7 @@ def build_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime
             lease_s=settings.dedup_lease_s,
             dedup_ttl_s=settings.dedup_ttl_s,
             outcome_ttl_s=settings.outcome_ttl_s,
+            pod_id=pod_id,
         ),
         client=BybitClient(
             settings.bybit_base_url,

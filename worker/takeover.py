@@ -7,7 +7,9 @@ hash (``<prefix>:unacked:<pod>``, a kombu transport option) and a heartbeat
 pod in the registry whose liveness key has expired, every message in its hash is pushed back at
 the consumer end of its queue (``takeover.lua``: atomically, once, and only while that pod is
 still dead), marked redelivered as kombu marks its own restores. The visibility timeout stays
-as the last resort for a live process that holds a message too long.
+as the last resort for a live process that holds a message too long, and for kombu's shared
+unacked hash (``unacked``) that workers of an older cancelq use: during a rolling upgrade the
+sweep hands back what that hash holds past the visibility timeout, as kombu itself would.
 
 What this hands back: messages the process had prefetched or was running (cancels, kills, and
 dispatched batches, which the submit task re-parks instead of sending: their budget was spent
@@ -32,12 +34,16 @@ from cancelq.keys import Keys
 
 log = logging.getLogger(__name__)
 
+#: A pod name that never beats: the liveness key of kombu's shared unacked hash never exists.
+LEGACY = "kombu-shared-unacked"
+
 
 @dataclass(frozen=True)
 class TakeoverSweep:
     dead: int  # pods found dead that still held messages
     restored: int  # messages handed back to their queues
     forgotten: int  # dead pods dropped from the registry (nothing held for forget_after_s)
+    legacy: int = 0  # messages of kombu's shared unacked hash past the visibility timeout
 
 
 def redelivered(entry: bytes | str) -> tuple[str, str]:
@@ -61,13 +67,17 @@ class Takeover:
         *,
         me: str,
         queues: Iterable[str],
+        visibility_timeout_s: float = 300.0,
         forget_after_s: float = 3600.0,
+        legacy_batch: int = 100,
     ) -> None:
         self._redis = client
         self._keys = keys
         self._me = me
         self._queues = list(queues)
         self._forget_after_ms = int(forget_after_s * 1000)
+        self._visibility_timeout_s = visibility_timeout_s
+        self._legacy_batch = legacy_batch
         script = resources.files("cancelq.worker").joinpath("takeover.lua").read_text("utf-8")
         self._restore = client.register_script(script)
 
@@ -78,6 +88,11 @@ class Takeover:
             raise StoreError(f"takeover sweep failed: {exc}") from exc
 
     def _sweep(self) -> TakeoverSweep:
+        swept = self._sweep_pods()
+        legacy = self._sweep_legacy()
+        return TakeoverSweep(swept.dead, swept.restored, swept.forgotten, legacy)
+
+    def _sweep_pods(self) -> TakeoverSweep:
         registry: list[tuple[bytes | str, float]] = self._redis.zrange(  # type: ignore[assignment]
             self._keys.pods(), 0, -1, withscores=True
         )
@@ -104,8 +119,29 @@ class Takeover:
             log.warning("took over %d messages of %d dead worker process(es)", restored, held)
         return TakeoverSweep(held, restored, forgotten)
 
-    def _hand_back(self, pod: str, entries: Mapping[Any, Any]) -> int:
-        keys = [
+    def _sweep_legacy(self) -> int:
+        """kombu's shared unacked hash: what an older worker held past the visibility timeout
+        (kombu's own rule; of kombu's restore and this one, the first wins, the other finds
+        nothing)."""
+        index, unacked = self._keys.unacked_index, self._keys.unacked
+        seconds, micros = self._redis.time()
+        ceiling = int(seconds) + int(micros) / 1e6 - self._visibility_timeout_s
+        tags: list[Any] = self._redis.zrangebyscore(
+            index, "-inf", ceiling, start=0, num=self._legacy_batch
+        )
+        if not tags:
+            return 0
+        values: list[Any] = self._redis.hmget(unacked, tags)
+        entries = {tag: entry for tag, entry in zip(tags, values, strict=True) if entry}
+        restored = self._hand_back(LEGACY, entries, keys=[self._keys.pod(LEGACY), unacked, index])
+        if restored:
+            log.warning("handed back %d messages of kombu's shared unacked hash", restored)
+        return restored
+
+    def _hand_back(
+        self, pod: str, entries: Mapping[Any, Any], keys: list[str] | None = None
+    ) -> int:
+        keys = keys or [
             self._keys.pod(pod),
             self._keys.pod_unacked(pod),
             self._keys.pod_unacked_index(pod),

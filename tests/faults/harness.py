@@ -18,13 +18,19 @@ from pathlib import Path
 
 from cancelq.harness.accounts import AccountSpec
 from cancelq.harness.embedded_redis import RedisServer
+from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
+from cancelq.worker.pods import unacked_total
 from tests.support import Stack, scan_redis, suite_stack
 
 ACCOUNTS = {
     # alias: (api key, secret, uid, rate_limit_per_s)
     "load": ("LOADKEY0000000001", "load-secret-7c21e9f04b", 2001, 5000),
     "slow": ("SLOWKEY0000000002", "slow-secret-3a88d1c62e", 2002, 20),
+    # three keys of a real 20/s budget (the takeover burst)
+    "desk1": ("DESKKEY0000000011", "desk1-secret-5d0b7f1e93", 2011, 20),
+    "desk2": ("DESKKEY0000000012", "desk2-secret-8e4c2a6b17", 2012, 20),
+    "desk3": ("DESKKEY0000000013", "desk3-secret-1f9d3c7a42", 2013, 20),
 }
 SECRETS = [secret for _, secret, _, _ in ACCOUNTS.values()]
 #: The simulator keeps limiting (and sending X-Bapi-Limit headers, which the worker obeys) but
@@ -117,10 +123,10 @@ def drained_leftovers(stack: Stack, timeout_s: float = 25.0) -> dict[str, int]:
 
 
 def leftovers(stack: Stack) -> dict[str, int]:
-    """What still waits anywhere: the queue, kombu's unacked hash, parked lanes."""
+    """What still waits anywhere: the queue, the workers' unacked hashes, parked lanes."""
     r = stack.redis
     lanes = sum(r.zcard(f"cancelq:lane:{name}") for name in r.zrange("cancelq:lanes:ready", 0, -1))
-    return {"queue": r.llen("cancelq"), "unacked": r.hlen("unacked"), "parked": lanes}
+    return {"queue": r.llen("cancelq"), "unacked": unacked_total(r, Keys()), "parked": lanes}
 
 
 def exchange_requests(stack: Stack, account: str) -> Counter[str]:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from cancelq.keys import Keys
+from cancelq.worker.pods import unacked_total
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     FINAL_OK,
@@ -55,7 +57,7 @@ def test_sigterm_ends_within_grace_and_hands_work_back(stack: Stack) -> None:
     stack.sim.admin.set_faults(latency_ms=SLOW_EXCHANGE_MS, endpoints=["order/cancel"])
     links = place(stack, "load", "term", 30)
     ids = stack.producer.enqueue_many(cancels("load", links))
-    assert wait_until(lambda: stack.redis.hlen("unacked") >= 8, 20), "8 requests in flight"
+    assert wait_until(lambda: unacked_total(stack.redis, Keys()) >= 8, 20), "8 requests in flight"
     started = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.process is not None

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from cancelq.keys import Keys
 from cancelq.outcomes import Status
+from cancelq.worker.pods import unacked_total
 from tests.support import Stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -107,7 +109,7 @@ def test_protocol_v1_messages_are_dead_letters_never_executed(stack: Stack) -> N
     assert stack.order_status(named) == "New"
     assert stack.order_status(by_task_id) == "New"
     assert stack.redis.llen("cancelq") == 0
-    assert wait_until(lambda: stack.redis.hlen("unacked") == 0, 5)
+    assert wait_until(lambda: unacked_total(stack.redis, Keys()) == 0, 5)
 
 
 def test_the_worker_keeps_consuming_after_protocol_v1_messages(stack: Stack) -> None:

@@ -13,6 +13,8 @@ from kombu import Connection, Exchange, Queue
 
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
+from cancelq.worker.claims import ClaimStore
+from cancelq.worker.delivery import running
 from cancelq.worker.pods import PodBeat, new_pod_id
 from cancelq.worker.takeover import Takeover, redelivered
 
@@ -157,3 +159,54 @@ def test_kombu_records_a_pods_messages_in_its_own_hash_and_a_takeover_redelivers
         with taker.Consumer(queue, callbacks=[on_message]):
             taker.drain_events(timeout=5)
     assert received == [({"n": 1}, True)]
+
+
+# -- fencing: claims made by a delivery the process no longer holds ------------------------
+
+
+def claims_of(client: redis.Redis, pod: str) -> ClaimStore:
+    return ClaimStore(client, KEYS, lease_s=60, dedup_ttl_s=60, outcome_ttl_s=60, pod_id=pod)
+
+
+def claim(store: ClaimStore, tag: str, request_id: str = "r1") -> str:
+    with running(tag):
+        return store.claim("main", "linear:link-1", request_id, 0, attempt=True).verdict
+
+
+def test_a_delivery_taken_over_while_its_process_was_frozen_is_fenced(
+    client: redis.Redis,
+) -> None:
+    frozen, other = claims_of(client, "frozen"), claims_of(client, "other")
+    hold(client, "frozen", "t1")
+    assert claim(frozen, "t1") == "own"
+    client.zadd(KEYS.pods(), {"frozen": 1})
+    assert Takeover(client, KEYS, me="other", queues=QUEUES).sweep().restored == 1
+    hold(client, "other", "t1")  # the other process took the handed-back message
+    assert claim(other, "t1") == "own"
+    assert claim(frozen, "t1") == "taken"  # the frozen one resumes: refused, sends nothing
+
+
+def test_a_second_delivery_of_a_request_that_is_being_run_is_not_run(
+    client: redis.Redis,
+) -> None:
+    first, second = claims_of(client, "p1"), claims_of(client, "p2")
+    hold(client, "p1", "t1")
+    hold(client, "p2", "t1")  # the same message twice (the outbox sweep pushed it again)
+    assert claim(first, "t1") == "own"
+    assert claim(second, "t1") == "held"
+    assert claim(first, "t1") == "own"  # the holder itself goes on (a retry of its own)
+
+
+def test_once_the_holder_acknowledged_another_delivery_may_run_it(client: redis.Redis) -> None:
+    """A reschedule: the holder published a new message and acknowledged its own."""
+    first, second = claims_of(client, "p1"), claims_of(client, "p2")
+    hold(client, "p1", "t1")
+    assert claim(first, "t1") == "own"
+    client.hdel(KEYS.pod_unacked("p1"), "t1")  # kombu's ack
+    hold(client, "p2", "t2")
+    assert claim(second, "t2") == "own"
+
+
+def test_claims_outside_a_task_are_not_fenced(client: redis.Redis) -> None:
+    store = ClaimStore(client, KEYS, lease_s=60, dedup_ttl_s=60, outcome_ttl_s=60)
+    assert store.claim("main", "linear:link-1", "r1", 0, attempt=True).verdict == "own"

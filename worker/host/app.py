@@ -10,10 +10,13 @@ from celery import Celery
 
 from cancelq.contract import TASK_NAME
 from cancelq.errors import ConfigError
+from cancelq.keys import Keys
 from cancelq.settings import Settings
 
 
-def create_app(settings: Settings) -> Celery:
+def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
+    """The worker's Celery app; ``pod_id`` names the worker process (``worker/pods.py``),
+    whose unacked messages kombu then keeps apart from every other process's."""
     if settings.redis_url is None:
         raise ConfigError("CANCELQ_REDIS_URL is required")
     app = Celery("cancelq", broker=settings.redis_url, set_as_current=False)
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> Celery:
             "socket_timeout": 10,
             "retry_on_timeout": True,
             "health_check_interval": 10,
+            **_own_unacked(Keys(prefix=settings.key_prefix, queue=settings.queue), pod_id),
         },
         # kombu's Redis transport with a channel that turns unreadable queue items (garbage
         # pushed with plain Redis commands, non-envelopes, oversized items) into dead letters;
@@ -81,6 +85,19 @@ def create_app(settings: Settings) -> Celery:
     )
     app.conf.update(_tls(settings.redis_url))
     return app
+
+
+def _own_unacked(keys: Keys, pod_id: str | None) -> dict[str, str]:
+    """kombu's unacked bookkeeping, one set per worker process: what a process holds is then
+    known, and handed back as soon as the process dies (``worker/takeover.py``) instead of
+    after the visibility timeout. Without a pod id, kombu's shared defaults."""
+    if pod_id is None:
+        return {}
+    return {
+        "unacked_key": keys.pod_unacked(pod_id),
+        "unacked_index_key": keys.pod_unacked_index(pod_id),
+        "unacked_mutex_key": keys.pod_unacked_mutex(pod_id),
+    }
 
 
 def _tls(url: str) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from cancelq.worker.killswitch import CATEGORIES
 from cancelq.worker.metrics import Metrics
 from cancelq.worker.observability import Observer
 from cancelq.worker.pipeline import CancelPipeline
+from cancelq.worker.pods import PodBeat, new_pod_id
 from cancelq.worker.ratelimit.dispatcher import Dispatcher
 from cancelq.worker.rescue import Rescuer
 from cancelq.worker.runtime import build_runtime
+from cancelq.worker.takeover import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ DEFAULT_POOL = ("--pool", "threads", "--concurrency", "8")
 
 def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     metrics = Metrics()
-    runtime = build_runtime(settings, metrics)  # fail fast on a bad accounts file
+    pod_id = new_pod_id()
+    runtime = build_runtime(settings, metrics, pod_id=pod_id)  # fail fast on a bad accounts file
     metrics.prime(
         runtime.accounts,
         statuses=[s.value for s in Status],
@@ -47,9 +50,10 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         settings.log_level,
         [*runtime.secrets, *url_secrets(settings.redis_url)],
     )
-    app = create_app(settings)
+    app = create_app(settings, pod_id)
     provider = PipelineProvider(
-        lambda: CancelPipeline(build_runtime(settings, metrics)), initial=CancelPipeline(runtime)
+        lambda: CancelPipeline(build_runtime(settings, metrics, pod_id=pod_id)),
+        initial=CancelPipeline(runtime),
     )
     register_tasks(app, provider)
     install_dead_letters(
@@ -74,7 +78,23 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         interval_s=settings.heartbeat_s,
     )
     dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.banned)
-    app.steps["worker"].add(observer_step(observer, dispatcher))
+    takeover = Takeover(
+        runtime.redis,
+        runtime.keys,
+        me=pod_id,
+        queues=(settings.queue, settings.kill_queue),
+        visibility_timeout_s=settings.visibility_timeout_s,
+    )
+    pod = PodBeat(
+        runtime.redis,
+        runtime.keys,
+        pod_id,
+        every_s=settings.pod_beat_s,
+        ttl_s=settings.pod_ttl_s,
+        after_beat=takeover.sweep,
+    )
+    log.info("worker process %s", pod_id)
+    app.steps["worker"].add(observer_step(observer, dispatcher, pod))
     worker_ready.connect(lambda **_: observer.mark_ready(), weak=False)
     worker_shutting_down.connect(lambda **_: runtime.stopping.set(), weak=False)
     return app, provider

@@ -24,6 +24,7 @@ from celery.exceptions import Retry as CeleryRetry
 
 from cancelq.contract import KILL_TASK_NAME, TASK_NAME
 from cancelq.errors import StoreError
+from cancelq.worker.delivery import running
 from cancelq.worker.pipeline import CancelPipeline
 from cancelq.worker.ratelimit.lanes import SUBMIT_TASK
 
@@ -65,7 +66,9 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
             if call is None:
                 pipeline.reject(fields, task_id, POSITIONAL_REFUSED)
                 return
-            _guarded(self, pipeline, lambda: run(pipeline, call, task_id))
+            with running(_delivery_tag(self)) as first:
+                if first:
+                    _guarded(self, pipeline, lambda: run(pipeline, call, task_id))
 
     public(TASK_NAME, CancelPipeline.handle)
     public(KILL_TASK_NAME, CancelPipeline.kill)
@@ -82,13 +85,22 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
         and ``units`` the budget units it spent on them (``dispatch.lua``)."""
         pipeline = provider()
         task_id = str(self.request.id)
-        _guarded(
-            self,
-            pipeline,
-            lambda: pipeline.submit(
-                items or [], task_id, lane=lane, spent=spent, units=_int(units)
-            ),
-        )
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        with running(_delivery_tag(self)) as first:
+            if not first:
+                return
+            _guarded(
+                self,
+                pipeline,
+                lambda: pipeline.submit(
+                    items or [],
+                    task_id,
+                    lane=lane,
+                    spent=spent,
+                    units=_int(units),
+                    redelivered=redelivered,
+                ),
+            )
 
 
 POSITIONAL_REFUSED = (
@@ -106,6 +118,12 @@ def keyword_fields(args: tuple[Any, ...], fields: dict[str, Any]) -> dict[str, A
     if len(args) == 1 and isinstance(args[0], dict) and not fields:
         return args[0]
     return None
+
+
+def _delivery_tag(task: Task) -> str:
+    """The broker's delivery tag of the message this execution runs ("" when unknown)."""
+    tag = (task.request.properties or {}).get("delivery_tag")
+    return tag if isinstance(tag, str) else ""
 
 
 def _int(value: object) -> int:

@@ -60,5 +60,6 @@ redis.call('PEXPIRE', KEYS[2], ARGV[9])
 redis.call('ZADD', KEYS[4], 'LT', now + delay, ARGV[5])
 if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
   redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[9]), 'state', 'parked')
+  redis.call('HDEL', KEYS[7], 'heldIn', 'heldAs')  -- the lane holds it now, no delivery
 end
 return {0, delay}

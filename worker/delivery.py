@@ -1,0 +1,58 @@
+"""The delivery being run: which message of the broker this task execution holds.
+
+The task shell (``worker/host/tasks.py``) sets it from the message's delivery tag before the
+pipeline runs; every dedup claim of that execution sends it (``claim.lua``), so that the claim
+and the send's budget are refused atomically once another worker process has taken the message
+over (fencing: this process was frozen or cut off from Redis, and its unacked record of the
+message was handed back). Empty outside a task: no fencing.
+
+Two copies of one message can reach the same process (the outbox sweep pushes a message again
+when it sees it nowhere, which can happen in the instant between kombu's pop and its unacked
+record): a delivery tag already running in this process is not run a second time. The copy
+waits until the first run ends (at most ``DUPLICATE_WAIT_S``) before its task returns: the two
+copies share one unacked record, which the copy's acknowledgement would otherwise delete while
+the first still runs (and a crash then would lose what it held).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from threading import Condition
+from typing import Final
+
+#: How long a second copy of a running delivery waits for the first run to end.
+DUPLICATE_WAIT_S: Final = 30.0
+
+_current: ContextVar[str] = ContextVar("cancelq_delivery_tag", default="")
+_running: set[str] = set()
+_ended = Condition()
+
+
+def current_tag() -> str:
+    """The delivery tag of the message this execution runs ("" outside a task)."""
+    return _current.get()
+
+
+@contextmanager
+def running(tag: str) -> Iterator[bool]:
+    """Run the block as the execution of the delivery ``tag``; yields False (run nothing)
+    when this process already runs that delivery."""
+    with _ended:
+        duplicate = bool(tag) and tag in _running
+        if tag and not duplicate:
+            _running.add(tag)
+    if duplicate:
+        with _ended:
+            _ended.wait_for(lambda: tag not in _running, timeout=DUPLICATE_WAIT_S)
+        yield False
+        return
+    token = _current.set(tag)
+    try:
+        yield True
+    finally:
+        _current.reset(token)
+        with _ended:
+            _running.discard(tag)
+            _ended.notify_all()
