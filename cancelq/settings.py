@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(300, gt=0)
     """The last resort: the broker re-delivers a message a live worker has held this long
     (seconds). A dead worker's messages are taken over after ``pod_ttl_s``."""
+    outbox_rescue_after_s: float = Field(10.0, gt=0)
+    """An enqueued cancel that no queue, lane or worker has held for this long is pushed again
+    from the outbox (lost between kombu's pop and its unacked record, or by a Redis restart;
+    a copy of one still running is refused by its claim) (seconds)."""
     pod_beat_s: float = Field(0.5, gt=0)
     """How often a worker process shows it is alive in Redis and checks for dead ones
     (seconds)."""

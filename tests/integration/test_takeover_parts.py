@@ -210,3 +210,18 @@ def test_once_the_holder_acknowledged_another_delivery_may_run_it(client: redis.
 def test_claims_outside_a_task_are_not_fenced(client: redis.Redis) -> None:
     store = ClaimStore(client, KEYS, lease_s=60, dedup_ttl_s=60, outcome_ttl_s=60)
     assert store.claim("main", "linear:link-1", "r1", 0, attempt=True).verdict == "own"
+
+
+def test_kombus_shared_hash_of_older_workers_is_handed_back_after_the_visibility_timeout(
+    client: redis.Redis,
+) -> None:
+    """A rolling upgrade: workers of an older cancelq still use kombu's shared hash."""
+    client.hset(KEYS.unacked, "old", entry("old"))
+    client.zadd(KEYS.unacked_index, {"old": time.time() - 400})
+    client.hset(KEYS.unacked, "new", entry("new"))
+    client.zadd(KEYS.unacked_index, {"new": time.time() - 5})
+    swept = Takeover(client, KEYS, me="me", queues=QUEUES, visibility_timeout_s=300).sweep()
+    assert swept.legacy == 1
+    (message,) = client.lrange("cancelq", 0, -1)
+    assert json.loads(message)["headers"]["id"] == "old"
+    assert client.hexists(KEYS.unacked, "new")

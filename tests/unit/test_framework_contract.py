@@ -120,6 +120,9 @@ def test_the_reauth_flush_the_copy_calls_exists() -> None:
         "socket_connect_timeout",
         "socket_keepalive",
         "retry_on_timeout",
+        "unacked_key",
+        "unacked_index_key",
+        "unacked_mutex_key",
     ],
 )
 def test_kombu_reads_every_transport_option_cancelq_sets(option: str) -> None:
@@ -135,7 +138,8 @@ def test_the_sweep_interval_and_throttle_are_what_kombu_schedules_with() -> None
 
 
 def test_every_transport_option_cancelq_sets_is_one_kombu_reads() -> None:
-    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"), pod_id="pod-1")
+    assert app.conf.broker_transport_options["unacked_key"] == Keys().pod_unacked("pod-1")
     options = app.conf.broker_transport_options
     assert set(options) <= set(kombu_redis.Channel.from_transport_options), set(options) - set(
         kombu_redis.Channel.from_transport_options
@@ -149,6 +153,16 @@ def test_kombus_unacked_bookkeeping_is_what_cancelq_reads() -> None:
     append = inspect.getsource(kombu_redis.QoS.append)
     assert "dumps([message._raw, EX, RK])" in append, append
     assert callable(kombu_redis.QoS.restore_by_tag)
+
+
+def test_kombus_restore_marks_what_the_takeover_marks_and_pushes_at_the_consumer_end() -> None:
+    """worker/takeover.py hands messages back as kombu's own restore does."""
+    restore = inspect.getsource(kombu_redis.Channel._do_restore_message)
+    assert "payload['headers']['redelivered'] = True" in restore
+    assert "payload['properties']['delivery_info']['redelivered'] = True" in restore
+    assert "(pipe.lpush if leftmost else pipe.rpush)" in restore
+    brpop = inspect.getsource(kombu_redis.Channel._brpop_start)
+    assert "BRPOP" in brpop  # consumers pop the right end: rpush is "taken next"
 
 
 HOOKS = {

@@ -34,6 +34,9 @@ def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
         task_acks_late=True,
         # A prefork child killed mid-task: requeue its message instead of acking it as failed.
         task_reject_on_worker_lost=True,
+        # ... as soon as the loss is seen: Celery waits this long for a dead child's result
+        # first (10 s by default); cancelq keeps no results.
+        worker_lost_wait=1.0,
         # A failure must not be acked as done. Note: Celery then rejects it WITHOUT requeue,
         # which on Redis deletes it, so the tasks themselves must never raise unexpectedly
         # (worker/host/tasks.py turns store errors into a reschedule or a requeueing Reject).

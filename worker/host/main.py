@@ -71,7 +71,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         runtime.redis,
         runtime.keys,
         runtime.lanes,
-        Rescuer(runtime.redis, runtime.keys, after_s=settings.visibility_timeout_s),
+        Rescuer(runtime.redis, runtime.keys, after_s=settings.outbox_rescue_after_s),
         host=settings.metrics_host,
         port=settings.metrics_port,
         health_file=settings.health_file,
