@@ -217,3 +217,17 @@ def assert_no_secrets(stack: Stack, secrets: Sequence[str]) -> int:
             if len(line) >= 8:
                 assert not any(line in hay for hay in haystacks), "a secret leaked"
     return len(haystacks)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a prefork pool's), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found

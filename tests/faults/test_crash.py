@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from tests.faults.harness import (
     assert_no_secrets,
     assert_none_lost_none_stuck,
     cancels,
+    children,
     fault_stack,
     place,
     tally,
@@ -37,19 +37,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with fault_stack(tmp_path_factory.mktemp("crash")) as stack:
         yield stack
         assert_no_secrets(stack, stack.secrets)
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def finished(stack: Stack, ids: list[str]) -> int:

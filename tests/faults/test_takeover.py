@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import pytest
 
@@ -32,6 +31,7 @@ from tests.faults.harness import (
     assert_no_secrets,
     assert_none_lost_none_stuck,
     cancels,
+    children,
     fault_stack,
     place,
     tally,
@@ -254,20 +254,6 @@ def test_a_pod_frozen_for_10_s_is_taken_over_and_fenced_when_it_resumes(
         )
         assert wait_until(lambda: stack.redis.exists(KEYS.pod(pod)), 10), "not back"
     rounds.check(stack, resumes=True)
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (a prefork pool's)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def test_the_users_burst_three_keys_of_20_per_s_one_pod_killed(stack: Stack) -> None:
