@@ -13,6 +13,7 @@ import redis
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
+from cancelq.replies import as_text
 
 _HERE = Path(__file__).parent
 TAKEN, RENEWED = 2, 1
@@ -51,4 +52,4 @@ class LeaseStore:
             raise StoreError(f"lease of {account}: {exc}") from exc
         if value is None:
             return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return as_text(value)

@@ -29,6 +29,7 @@ from cancelq.confirmations import ConfirmationRecord
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, parse_outcome
+from cancelq.replies import as_text
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class ConfirmationStore:
                 _, members = pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(f"recording a final state failed: {exc}") from exc
-        return sorted(_text(m) for m in members)
+        return sorted(as_text(m) for m in members)
 
     def finals(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], FinalState]:
         """Known final states of these (account, orderId) pairs."""
@@ -83,7 +84,7 @@ class ConfirmationStore:
         )
         found: dict[tuple[str, str], FinalState] = {}
         for pair, value in zip(pairs, raw, strict=True):
-            state = FinalState.parse(_text(value)) if value else None
+            state = FinalState.parse(as_text(value)) if value else None
             if state is not None:
                 found[pair] = state
         return found
@@ -98,7 +99,7 @@ class ConfirmationStore:
                 entries, total = pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(f"reading pending confirmations failed: {exc}") from exc
-        return [(_text(m), int(score)) for m, score in entries], int(total)
+        return [(as_text(m), int(score)) for m, score in entries], int(total)
 
     def outcomes(self, request_ids: Sequence[str]) -> dict[str, Outcome]:
         if not request_ids:
@@ -156,7 +157,3 @@ def _set_replies(batch: Sequence[ConfirmationRecord], replies: list[object]) -> 
         out.append(replies[index])
         index += 3 if record.orderId else 2
     return out
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

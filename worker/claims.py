@@ -20,6 +20,7 @@ from cancelq.confirmations import Expectation
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
+from cancelq.replies import as_text
 from cancelq.worker.delivery import current_tag
 from cancelq.worker.scripted_pipeline import queue_script
 
@@ -163,9 +164,5 @@ class ClaimEntry:
 def parse_claim(raw: Sequence[Any]) -> Claim:
     """A Claim from ``claim.lua``'s reply."""
     verdict, owner, attempts, started, marker = raw
-    kills = {_text(marker[i]): int(marker[i + 1]) for i in range(0, len(marker), 2)}
-    return Claim(_text(verdict), _text(owner), int(attempts), int(started), kills)  # type: ignore[arg-type]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    kills = {as_text(marker[i]): int(marker[i + 1]) for i in range(0, len(marker), 2)}
+    return Claim(as_text(verdict), as_text(owner), int(attempts), int(started), kills)  # type: ignore[arg-type]

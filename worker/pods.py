@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from cancelq.keys import Keys
+from cancelq.replies import as_text
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,9 @@ def unacked_total(client: redis.Redis, keys: Keys) -> int:
     """Messages taken and not acknowledged, over every registered worker process (and kombu's
     shared hash of older workers)."""
     registry: list[Any] = client.zrange(keys.pods(), 0, -1)
-    pods = [_text(pod) for pod in registry]
+    pods = [as_text(pod) for pod in registry]
     with client.pipeline(transaction=False) as pipe:
         pipe.hlen(keys.unacked)
         for pod in pods:
             pipe.hlen(keys.pod_unacked(pod))
         return sum(int(n) for n in pipe.execute())
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

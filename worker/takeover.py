@@ -31,6 +31,7 @@ import redis
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
+from cancelq.replies import as_text
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Takeover:
         registry: list[tuple[bytes | str, float]] = self._redis.zrange(  # type: ignore[assignment]
             self._keys.pods(), 0, -1, withscores=True
         )
-        pods = {_text(pod): float(score) for pod, score in registry}
+        pods = {as_text(pod): float(score) for pod, score in registry}
         pods.pop(self._me, None)
         if not pods:
             return TakeoverSweep(0, 0, 0)
@@ -154,7 +155,7 @@ class Takeover:
                     log.error("unreadable unacked entry %r of pod %s left in place", tag, pod)
                     continue
                 queue = routing_key if routing_key in self._queues else self._queues[0]
-                self._restore(keys=[*keys, queue], args=[_text(tag), message], client=pipe)
+                self._restore(keys=[*keys, queue], args=[as_text(tag), message], client=pipe)
             return sum(int(done) for done in pipe.execute())
 
     def _forget(self, pod: str) -> None:
@@ -162,10 +163,6 @@ class Takeover:
             pipe.zrem(self._keys.pods(), pod)
             pipe.delete(self._keys.pod_unacked_index(pod), self._keys.pod_unacked_mutex(pod))
             pipe.execute()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _redis_ms(clock: tuple[int, int]) -> int:

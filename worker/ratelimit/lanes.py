@@ -20,6 +20,7 @@ from redis.commands.core import Script
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
+from cancelq.replies import as_text
 from cancelq.worker.scripted_pipeline import queue_script
 
 #: Bybit's cancel-batch caps: 10 items for spot, 20 for the others.
@@ -74,7 +75,7 @@ def parse_admission(raw: Sequence[object]) -> Admission:
     """An Admission from ``admit.lua``'s reply: {1, attempts, unit} admitted, {0, delay}
     parked."""
     admitted, wait_ms = raw[0], raw[1]
-    unit = _text(raw[2]) if len(raw) > 2 else None
+    unit = as_text(raw[2]) if len(raw) > 2 else None
     return Admission(bool(admitted), int(str(wait_ms)), unit)
 
 
@@ -225,11 +226,11 @@ class Lanes:
         """Every cancel parked in a lane, as (request id, item JSON), without removing them."""
         lane = self._keys.lane(lane_name(account, category))
         try:
-            ids = [_text(i) for i in self._redis.zrange(lane, 0, -1)]
+            ids = [as_text(i) for i in self._redis.zrange(lane, 0, -1)]
             items = self._redis.mget([self._keys.parked_item(i) for i in ids]) if ids else []
         except redis.RedisError as exc:
             raise StoreError(f"reading parked cancels failed: {exc}") from exc
-        return [(i, _text(raw)) for i, raw in zip(ids, items, strict=True) if raw]
+        return [(i, as_text(raw)) for i, raw in zip(ids, items, strict=True) if raw]
 
     def unpark(self, account: str, category: str, request_ids: list[str]) -> list[str]:
         """Remove parked cancels; returns those this call removed (a dispatcher may win)."""
@@ -253,11 +254,7 @@ class Lanes:
             names = self._redis.zrange(self._keys.lanes_ready(), 0, -1)
             with self._redis.pipeline(transaction=False) as pipe:
                 for name in names:
-                    pipe.zcard(self._keys.lane(_text(name)))
+                    pipe.zcard(self._keys.lane(as_text(name)))
                 return int(sum(pipe.execute()))
         except redis.RedisError as exc:
             raise StoreError(f"counting parked cancels failed: {exc}") from exc
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
