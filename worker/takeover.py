@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -89,16 +89,19 @@ class Takeover:
             raise StoreError(f"takeover sweep failed: {exc}") from exc
 
     def _sweep(self) -> TakeoverSweep:
-        swept = self._sweep_pods()
-        legacy = self._sweep_legacy()
-        return TakeoverSweep(swept.dead, swept.restored, swept.forgotten, legacy)
-
-    def _sweep_pods(self) -> TakeoverSweep:
-        registry: list[tuple[bytes | str, float]] = self._redis.zrange(  # type: ignore[assignment]
-            self._keys.pods(), 0, -1, withscores=True
-        )
+        """One round trip for the Redis clock and the registry, then only what they call for."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(self._keys.pods(), 0, -1, withscores=True)
+            clock, registry = pipe.execute()
+        now_ms = _redis_ms(clock)
         pods = {as_text(pod): float(score) for pod, score in registry}
         pods.pop(self._me, None)
+        swept = self._sweep_pods(pods, now_ms)
+        return replace(swept, legacy=self._sweep_legacy(now_ms / 1000))
+
+    def _sweep_pods(self, pods: Mapping[str, float], now_ms: int) -> TakeoverSweep:
+        """``pods``: every other registered pod and the Redis-clock ms of its last beat."""
         if not pods:
             return TakeoverSweep(0, 0, 0)
         with self._redis.pipeline(transaction=False) as pipe:
@@ -107,7 +110,6 @@ class Takeover:
             alive = pipe.execute()
         dead = [pod for pod, live in zip(pods, alive, strict=True) if not live]
         restored = forgotten = held = 0
-        now_ms = _redis_ms(self._redis.time())
         for pod in dead:
             entries: dict[Any, Any] = self._redis.hgetall(self._keys.pod_unacked(pod))
             if entries:
@@ -120,13 +122,12 @@ class Takeover:
             log.warning("took over %d messages of %d dead worker process(es)", restored, held)
         return TakeoverSweep(held, restored, forgotten)
 
-    def _sweep_legacy(self) -> int:
+    def _sweep_legacy(self, now_s: float) -> int:
         """kombu's shared unacked hash: what an older worker held past the visibility timeout
         (kombu's own rule; of kombu's restore and this one, the first wins, the other finds
         nothing)."""
         index, unacked = self._keys.unacked_index, self._keys.unacked
-        seconds, micros = self._redis.time()
-        ceiling = int(seconds) + int(micros) / 1e6 - self._visibility_timeout_s
+        ceiling = now_s - self._visibility_timeout_s
         tags: list[Any] = self._redis.zrangebyscore(
             index, "-inf", ceiling, start=0, num=self._legacy_batch
         )
