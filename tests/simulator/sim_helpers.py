@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -18,12 +17,6 @@ RSA_UID = 1002
 OTHER_KEY = "HMACKEY0002"
 OTHER_SECRET = "hmac-secret-value-0002"
 OTHER_UID = 1003
-
-
-@dataclass(frozen=True)
-class RsaPair:
-    private_pem: str
-    public_pem: str
 
 
 class V5:

@@ -13,8 +13,9 @@ import pytest
 import requests
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
-from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID, RSA_KEY, RSA_UID, V5, RsaPair
+from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID, RSA_KEY, RSA_UID, V5
 
+from cancelq.harness.accounts import RsaPair
 from cancelq.simulator.testing import InProcessSimulator, signed_headers
 
 pytestmark = pytest.mark.timeout(60)

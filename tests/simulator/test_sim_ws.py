@@ -16,9 +16,10 @@ import pybit.unified_trading
 import pytest
 import websocket
 from pybit.unified_trading import WebSocket
-from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID, RSA_KEY, V5, RsaPair
+from sim_helpers import HMAC_KEY, HMAC_SECRET, HMAC_UID, RSA_KEY, V5
 
 from cancelq.bybit.signing import RsaSigner
+from cancelq.harness.accounts import RsaPair
 from cancelq.simulator.testing import InProcessSimulator
 
 
