@@ -36,6 +36,8 @@ class Sizes:
     pool_throughput_n: int
     pool_latency_s: float
     warmup: int = 200  # cancels through a fresh set before its throughput is measured
+    takeover_kills: int = 20  # SIGKILLed pods with the default pod TTL (issue 16)
+    takeover_baseline_kills: int = 3  # the same behind a 60 s heartbeat: a minute each
 
 
 QUICK = Sizes(
@@ -54,6 +56,8 @@ QUICK = Sizes(
     150,
     1.5,
     warmup=100,
+    takeover_kills=5,
+    takeover_baseline_kills=1,
 )
 FULL = Sizes(
     "full",

@@ -20,7 +20,17 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from bench import plots, report
 from bench.context import FULL, QUICK, Context, make_bench_keys
 from bench.measure import Results
-from bench.scenarios import batching, hol, many_keys, memory, never_over, pools, systems
+from bench.scenarios import (
+    batching,
+    hol,
+    many_keys,
+    memory,
+    never_over,
+    pools,
+    redis_cost,
+    systems,
+    takeover,
+)
 from bench.stack import Stack
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +42,8 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "systems": systems.run,
     "memory": memory.run,
     "pools": pools.run,
+    "takeover": takeover.run,
+    "redis_cost": redis_cost.run,
 }
 
 

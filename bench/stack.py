@@ -419,6 +419,13 @@ class Stack:
             self.redis.flushdb()
             self.redis = self._client(0)
 
+    def another_set(
+        self, system: str, count: int, pool_args: Sequence[str], **env: str
+    ) -> WorkerSet:
+        """A ready set beside the one ``workers`` runs, on the same database (a second pod,
+        to kill): the caller kills it; ``workers``' block flushes what it leaves."""
+        return self._spawn(system, count, pool_args, env).wait_ready()
+
     @contextlib.contextmanager
     def standby(self, specs: Sequence[SetSpec]) -> Iterator[None]:
         """Start baseline sets now, for ``workers`` calls later in the block; killed on exit.
