@@ -181,7 +181,6 @@ def _read_lanes(
             pipe.get(keys.lane_pause_reason(name))
         for pod in pods:
             pipe.hvals(keys.pod_unacked(pod))
-        pipe.hvals(keys.unacked)  # workers of an older cancelq share one hash
         replies = pipe.execute()
     per_lane = 5
     held = count_in_flight(v for values in replies[len(names) * per_lane :] for v in values)
