@@ -89,7 +89,7 @@ def render(snap: Snapshot, where: str, pod_ttl_s: float) -> Group:
         f"   workers alive {len(alive)}/{len(snap.workers)}",
         f" (heartbeats {beats})" if beats else "",
     )
-    return Group(header, lanes_table(snap))
+    return Group(header, lanes_table(snap), halts_lines(snap))
 
 
 def lanes_table(snap: Snapshot) -> Table:
@@ -127,15 +127,21 @@ def lanes_table(snap: Snapshot) -> Table:
 
 def _state(lane: LaneView, now_ms: int) -> Text:
     if lane.halt is not None:
-        since = datetime.fromtimestamp(lane.halt.at_ms / 1000, UTC).strftime("%H:%M:%S")
-        return Text(
-            f"HALTED by {lane.halt.by} at {since}: {lane.halt.reason}", style="bold white on red"
-        )
+        return Text("HALTED", style="bold white on red")
     if lane.paused(now_ms):
-        until = datetime.fromtimestamp(lane.paused_until_ms / 1000, UTC).strftime("%H:%M:%S.%f")
+        left_s = (lane.paused_until_ms - now_ms) / 1000
         why = lane.pause_reason or "rate limit"
-        return Text(f"PAUSED until {until[:-3]} ({why})", style="bold yellow")
+        return Text(f"PAUSED {left_s:.1f}s ({why})", style="bold yellow")
     return Text("ok", style="green")
+
+
+def halts_lines(snap: Snapshot) -> Text:
+    """Who halted which account, when and why."""
+    lines = Text()
+    for account, halt in sorted(snap.halts.items()):
+        since = datetime.fromtimestamp(halt.at_ms / 1000, UTC).strftime("%H:%M:%S")
+        lines.append(f"halted {account} by {halt.by} at {since} UTC: {halt.reason}\n", "red")
+    return lines
 
 
 def _share(share: float | None) -> str:
@@ -145,5 +151,5 @@ def _share(share: float | None) -> str:
 def _eta(lane: LaneView, now_ms: int) -> str:
     eta = lane.eta_s(now_ms)
     if eta is None:
-        return "never (halted)" if lane.halt is not None else "?"
+        return "never" if lane.halt is not None else "?"
     return "-" if eta == 0 else f"{eta:.1f}s"
