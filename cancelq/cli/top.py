@@ -106,7 +106,10 @@ def lanes_table(snap: Snapshot) -> Table:
         "10006 1m",
         "auth fail 1m",
     ):
-        table.add_column(column, justify="left" if column in ("account", "state") else "right")
+        left = column in ("account", "state")
+        table.add_column(
+            column, justify="left" if left else "right", no_wrap=True, min_width=len(column)
+        )
     for lane in in_trouble_first(snap.lanes, snap.now_ms):
         table.add_row(
             lane.account,

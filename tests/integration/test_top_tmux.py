@@ -57,7 +57,8 @@ def test_top_shows_the_halted_account_first_then_the_backlog(stack: Stack, tmux:
     producer.enqueue_many([cancel(orderLinkId=x) for x in place(stack, "main", "m", 160)])
     assert wait_until(lambda: stack.redis.zcard(Keys().lane("main:spot")) > 60, 10)
     command = shlex.join([sys.executable, "-m", "cancelq", "top"])
-    env = f"CANCELQ_REDIS_URL={shlex.quote(stack.redis_server.url)}"
+    # the pane's size, said explicitly: under pytest rich read 80 columns from the pane
+    env = f"COLUMNS=200 LINES=50 CANCELQ_REDIS_URL={shlex.quote(stack.redis_server.url)}"
     subprocess.run(
         [*tmux, "new-session", "-d", "-s", "top", "-x", "200", "-y", "50", f"env {env} {command}"],
         check=True,
@@ -71,7 +72,7 @@ def test_top_shows_the_halted_account_first_then_the_backlog(stack: Stack, tmux:
     rows = [line for line in first.splitlines() if re.match(r"^(rsa|main)\s", line)]
     assert [row.split()[0] for row in rows] == ["rsa", "main"], first
     halted, backlog = rows
-    assert "HALTED" in halted
+    assert "HALTED" in halted, first
     assert "never" in halted  # its drain ETA
     assert re.search(r"^halted rsa by oncall@desk at .* UTC: runaway strategy", first, re.M)
     assert re.search(r"\s4\s", halted), halted  # its 4 cancels wait parked
