@@ -46,6 +46,37 @@ class Keys:
         """
         return f"{self.prefix}:lane:{name}"
 
+    def lane_log(self, name: str) -> str:
+        """A lane's budget log (zset of units spent, score ms)."""
+        return f"{self.lane(name)}:log"
+
+    def lane_pause(self, name: str) -> str:
+        """Until when the exchange told a lane to stop (string, ms on the Redis clock)."""
+        return f"{self.lane(name)}:pause"
+
+    def lane_config(self, name: str) -> str:
+        """A lane's budget (hash: limit, window, batch, per_item, exchange_limit)."""
+        return f"{self.lane(name)}:cfg"
+
+    def lane_pause_reason(self, name: str) -> str:
+        """Why a lane is paused (string: ``10006``, ``http_429`` ...; same expiry as
+        ``<lane>:pause``): what ``cancelq top`` shows beside the pause."""
+        return f"{self.lane(name)}:pause:why"
+
+    def halts(self) -> str:
+        """Hash of halted accounts: alias -> JSON of the halt (who, why, when). admit.lua parks
+        and dispatch.lua holds every cancel of a halted account; ``cancelq resume`` deletes it."""
+        return f"{self.prefix}:halts"
+
+    def halt_audit(self) -> str:
+        """Stream of every halt and resume (account, action, by, reason), bounded."""
+        return f"{self.prefix}:halts:audit"
+
+    def signals(self, bucket: int) -> str:
+        """Hash of what the exchange said in one 10 s bucket (``cancelq/signals.py``):
+        ``<lane>|<signal>`` -> count; best effort, short TTL."""
+        return f"{self.prefix}:signals:{bucket}"
+
     def lanes_ready(self) -> str:
         """Sorted set of lanes holding parked cancels, by the time they are worth a look."""
         return f"{self.prefix}:lanes:ready"

@@ -72,6 +72,7 @@ def _touch_account(metrics: Metrics, account: str, n: int) -> None:
     metrics.dedup_hits.labels(account=account).inc()
     metrics.ratelimit_remaining.labels(account=account, endpoint="cancel").set(7 - n)
     metrics.ratelimit_limit.labels(account=account, endpoint="cancel").set(10)
+    metrics.account_halted.labels(account=account).set(int(n == 0))
 
 
 @contextmanager

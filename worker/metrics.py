@@ -161,6 +161,13 @@ class Metrics:
             registry=r,
         )
 
+        self.account_halted = Gauge(
+            "cancelq_account_halted",
+            "1 while an operator has halted the account (cancelq halt): its cancels wait parked.",
+            ["account"],
+            registry=r,
+        )
+
     def prime(
         self,
         accounts: Iterable[str],
@@ -184,6 +191,7 @@ class Metrics:
                 for endpoint in endpoints:
                     self.exchange_responses.labels(account, category, endpoint, "0")
             self.dedup_hits.labels(account)
+            self.account_halted.labels(account).set(0)
         for field in ("enqueuedAt", "requestId"):
             for reason in ("implausible", "invalid"):
                 self.ignored_fields.labels(field, reason)

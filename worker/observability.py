@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from cancelq.besteffort import safely
 from cancelq.errors import StoreError
 from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
+from cancelq.replies import as_text
 from cancelq.worker.metrics import Metrics
 from cancelq.worker.pods import unacked_total
 from cancelq.worker.ratelimit.lanes import Lanes
@@ -41,6 +43,7 @@ class Observer:
         port: int,
         health_file: Path,
         interval_s: float,
+        accounts: Iterable[str] = (),
     ) -> None:
         self.metrics = metrics
         self._redis = client
@@ -50,6 +53,7 @@ class Observer:
         self._host, self._port = host, port
         self._health_file = health_file
         self._interval_s = interval_s
+        self._accounts = list(accounts)  # the halted gauge's label set (the accounts file)
         self._stop = threading.Event()
         self.ready = False
         self._server: Any = None
@@ -90,6 +94,7 @@ class Observer:
             unacked = unacked_total(self._redis, self._keys)
             deferred = self._lanes.parked()
             rescued = self._rescuer.sweep().rescued
+            halted = set(self._redis.hkeys(self._keys.halts()))
         except (redis.RedisError, StoreError):
             log.debug("queue depth not sampled: redis unavailable")
             return
@@ -99,3 +104,6 @@ class Observer:
         safely(gauge.labels("deferred").set, deferred)
         if rescued:
             safely(self.metrics.rescued.inc, rescued)
+        names = {as_text(name) for name in halted}
+        for account in self._accounts:
+            safely(self.metrics.account_halted.labels(account).set, int(account in names))

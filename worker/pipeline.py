@@ -26,6 +26,7 @@ from cancelq.besteffort import safely
 from cancelq.bybit.client import ENDPOINT_LABELS, ExchangeReply
 from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
+from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, queue_counts
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
 from cancelq.worker.field_notes import FieldNotes
@@ -123,25 +124,14 @@ class CancelPipeline:
         unparked = [u for u in (self._unpark(item, task_id) for item in items) if u is not None]
         if not unparked:
             return
-        entries = [
-            ClaimEntry(r.account, r.identity, request_id, now_ms(), attempt=True)
-            for r, request_id, _ in unparked
-        ]
-
-        def fill(pipe: redis.client.Pipeline) -> None:
-            for entry in entries:
-                self.rt.claims.queue_claim(pipe, entry)
-
-        try:
-            replies = run_pipeline(self.rt.redis, fill, self.rt.claims.scripts)
-        except redis.RedisError as exc:
-            raise StoreError(f"claiming dispatched cancels failed: {exc}") from exc
-        tickets = []
-        for (request, request_id, account), raw in zip(unparked, replies, strict=True):
-            ticket = self._ticket(request, request_id, account, parse_claim(raw))
-            if ticket is not None:
-                tickets.append(ticket)
-        if tickets and redelivered:
+        tickets, halted = self._claim_dispatched(unparked)
+        if tickets and halted:  # halted after dispatch took them: back to the lane, unsent
+            log.warning(
+                "account halted: %d dispatched cancels parked again",
+                len(tickets),
+                extra={"account": tickets[0].alias},
+            )
+        if tickets and (redelivered or halted):
             for ticket in tickets:
                 self._advance(ticket, 0.0)
         elif tickets:
@@ -196,6 +186,32 @@ class CancelPipeline:
             self.recorder.finish(ticket, covered_by("switch"), None)
             return None
         return ticket
+
+    def _claim_dispatched(
+        self, unparked: Sequence[tuple[CancelRequest, str, AccountRuntime]]
+    ) -> tuple[list[Ticket], bool]:
+        """Every item's claim and the account's halt, in one round trip: the tickets this
+        delivery owns, and whether the account was halted after dispatch took them."""
+        entries = [
+            ClaimEntry(r.account, r.identity, request_id, now_ms(), attempt=True)
+            for r, request_id, _ in unparked
+        ]
+
+        def fill(pipe: redis.client.Pipeline) -> None:
+            for entry in entries:
+                self.rt.claims.queue_claim(pipe, entry)
+            pipe.hexists(self.rt.keys.halts(), unparked[0][0].account)  # last: nearest the send
+
+        try:
+            *replies, halted = run_pipeline(self.rt.redis, fill, self.rt.claims.scripts)
+        except redis.RedisError as exc:
+            raise StoreError(f"claiming dispatched cancels failed: {exc}") from exc
+        tickets = []
+        for (request, request_id, account), raw in zip(unparked, replies, strict=True):
+            ticket = self._ticket(request, request_id, account, parse_claim(raw))
+            if ticket is not None:
+                tickets.append(ticket)
+        return tickets, bool(halted)
 
     def _observe_intake(self, ticket: Ticket, wait_ms: int) -> None:
         if ticket.attempts == 0 and ticket.request.enqueuedAt is not None:
@@ -288,8 +304,10 @@ class CancelPipeline:
         self._observe_request(tickets[0], endpoint, sent[0][1], len(tickets))
         finals: list[tuple[Ticket, Final, ExchangeReply | None]] = []
         again: list[tuple[Ticket, Again]] = []
+        actions: list[Action | None] = []
         for ticket, reply in sent:
             action = classify(reply, ticket.account.table) if reply is not None else None
+            actions.append(action)
             self._count_reply(ticket, endpoint, reply)
             self._react(ticket, action, reply, endpoint)
             decision = self.retry_policy.decide(ticket, action, reply, now_ms())
@@ -298,16 +316,30 @@ class CancelPipeline:
             else:
                 again.append((ticket, decision))
         also = None
-        if spent is not None and reply_came(sent):
-            lane, units = spent.lane, spent.units
+        if reply_came(sent):
+            counts = self._signals(tickets, actions)
 
             def also(pipe: redis.client.Pipeline) -> None:
-                self.lanes.queue_restamp(pipe, lane, units)
+                if spent is not None:
+                    self.lanes.queue_restamp(pipe, spent.lane, spent.units)
+                lane = lane_name(tickets[0].alias, tickets[0].category)
+                queue_counts(pipe, self.rt.keys, lane, counts, now_ms())
 
         # one round trip for a whole batch's outcomes and the restamp
         self.recorder.finish_many(finals, also=also, also_scripts=self.lanes.scripts)
         for ticket, decision in again:
             self._again(ticket, decision)
+
+    @staticmethod
+    def _signals(tickets: Sequence[Ticket], actions: Sequence[Action | None]) -> dict[str, int]:
+        """What ``cancelq top`` shows of this request: units sent, and whether the exchange
+        answered it with a rate limit (10006/429) or an authentication failure."""
+        per_item = tickets[0].account.account.batch_counts_items
+        return {
+            SENT: len(tickets) if per_item else 1,
+            RATE_LIMITED: int(any(a is Action.RETRY_RATE_LIMIT for a in actions)),
+            AUTH_FAILED: int(any(a is Action.AUTH_FAILURE for a in actions)),
+        }
 
     def _again(self, ticket: Ticket, decision: Again) -> None:
         safely(self.rt.metrics.retries.labels(ticket.alias, decision.reason).inc)
@@ -335,7 +367,7 @@ class CancelPipeline:
             return
         pause_ms = self._pause_ms(ticket, action, reply)
         if pause_ms > 0:
-            self.lanes.pause(ticket.alias, ticket.category, pause_ms)
+            self.lanes.pause(ticket.alias, ticket.category, pause_ms, reply.code_label)
         if reply.limit is not None and endpoint == "cancel":
             self._observe_limit(ticket, reply.limit)
 

@@ -247,3 +247,15 @@ def health(
         err.print(f"unhealthy: heartbeat {'missing' if beat is None else f'{beat[0]:.1f}s old'}")
         raise typer.Exit(1)
     typer.echo(f"ok: heartbeat {beat[0]:.1f}s old, {'ready' if beat[1] else 'starting'}")
+
+
+def _operator_console() -> None:
+    """`top`, `halt` and `resume`: the operator's console, in their own modules."""
+    from cancelq.cli import halt, top
+
+    app.command()(top.top)
+    app.command()(halt.halt)
+    app.command()(halt.resume)
+
+
+_operator_console()

@@ -9,6 +9,7 @@ import time
 import pytest
 import redis
 
+from cancelq import halts
 from cancelq.keys import Keys
 from cancelq.worker.ratelimit.lanes import Budget, Lanes
 
@@ -127,3 +128,52 @@ def test_parking_extends_the_owners_claim_lease(lanes: Lanes, client: redis.Redi
     lease = int(client.hget(claim, "lease") or 0)
     assert lease > time.time() * 1000 + 30_000
     assert client.hget(claim, "state") == b"parked"
+
+
+def test_a_halted_account_parks_and_is_not_dispatched_until_resumed(
+    lanes: Lanes, client: redis.Redis
+) -> None:
+    halts.halt(client, KEYS, "a", by="ops@test", reason="compromised key")
+    assert [admit(lanes, f"r{i}").admitted for i in range(3)] == [False] * 3  # budget free
+    assert admit(lanes, "b0", account="b").admitted  # another account is not held
+    assert lanes.dispatch("cancelq").dispatched == 0
+    assert client.zcard(KEYS.lane("a:spot")) == 3
+    halts.resume(client, KEYS, "a", by="ops@test", reason="key rotated")
+    assert lanes.dispatch("cancelq").dispatched == 3  # resume made the lane due at once
+    [batch] = messages(client)
+    assert [item["requestId"] for item in batch["items"]] == ["r0", "r1", "r2"]  # type: ignore[index]
+
+
+def test_a_halted_lane_keeps_its_cancels_past_their_park_ttl(client: redis.Redis) -> None:
+    short = Lanes(client, KEYS, park_ttl_s=2, lease_ms=60_000)
+    admit(short, "r0", delay_ms=0)
+    halts.halt(client, KEYS, "a", by="ops@test", reason="runaway strategy")
+    admit(short, "r1")
+    deadline = time.monotonic() + 3.5  # beyond the 2 s ttl: dispatch renews it while halted
+    while time.monotonic() < deadline:
+        short.dispatch("cancelq")
+        time.sleep(0.2)
+    assert client.zcard(KEYS.lane("a:spot")) == 1  # r0 went before the halt, r1 waits
+    assert client.exists(KEYS.parked_item("r1")) == 1
+    halts.resume(client, KEYS, "a", by="ops@test", reason="fixed")
+    assert short.dispatch("cancelq").dispatched == 1
+
+
+def test_halt_and_resume_are_audited(client: redis.Redis) -> None:
+    halts.halt(client, KEYS, "a", by="ops@test", reason="why not")
+    assert halts.halted(client, KEYS)["a"].reason == "why not"
+    assert not halts.resume(client, KEYS, "b", by="ops@test", reason="never halted")
+    assert halts.resume(client, KEYS, "a", by="ops@test", reason="done")
+    assert halts.halted(client, KEYS) == {}
+    entries = halts.audit(client, KEYS)
+    assert [(e["action"], e["account"], e["reason"]) for e in entries] == [
+        ("resume", "a", "done"),
+        ("resume", "b", "never halted"),
+        ("halt", "a", "why not"),
+    ]
+    assert all(e["by"] == "ops@test" for e in entries)
+
+
+def test_a_pause_keeps_its_reason(lanes: Lanes, client: redis.Redis) -> None:
+    lanes.pause("a", "spot", 400, "10006")
+    assert client.get(KEYS.lane_pause_reason("a:spot")) == b"10006"

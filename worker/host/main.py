@@ -76,6 +76,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         port=settings.metrics_port,
         health_file=settings.health_file,
         interval_s=settings.heartbeat_s,
+        accounts=runtime.accounts,
     )
     dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.banned)
     takeover = Takeover(

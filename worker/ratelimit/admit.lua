@@ -8,6 +8,8 @@
 -- KEYS[5]  item    string: the parked cancel's JSON (what dispatch puts in the message)
 -- KEYS[6]  config  hash of the lane: limit, window, batch, per_item (read by dispatch.lua)
 -- KEYS[7]  claim   dedup claim hash of the cancel: its lease is extended while it is parked
+-- KEYS[8]  halts   hash of halted accounts (alias -> who/why): a halted account never sends,
+--                  its cancels park until ``cancelq resume``
 -- ARGV[1]  limit (units per window)
 -- ARGV[2]  window in ms
 -- ARGV[3]  request id
@@ -21,6 +23,7 @@
 -- ARGV[11] coalesce window in ms (0: never): park it even when the budget allows now if the
 --          lane spent a unit (or saw a reply) this recently, so a backlog on a busy lane leaves
 --          in batches; an idle lane has nothing to batch with, so its cancel goes at once
+-- ARGV[12] account alias (the field of KEYS[8])
 -- Returns {1, attempts, unit}: send now (a unit is spent, the log's member named unit; the
 --         claim counts this attempt), or
 --         {0, delay}: parked (the claim's lease now covers the wait).
@@ -38,7 +41,8 @@ limit = math.min(limit, tonumber(redis.call('HGET', KEYS[6], 'exchange_limit') o
 
 local coalesce = tonumber(ARGV[11] or '0')
 local busy = coalesce > 0 and redis.call('ZCOUNT', KEYS[1], now - coalesce, '+inf') > 0
-if delay == 0 and not busy and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
+local halted = redis.call('HEXISTS', KEYS[8], ARGV[12]) == 1
+if delay == 0 and not busy and not halted and tonumber(redis.call('GET', KEYS[3]) or '0') <= now
    and redis.call('ZCOUNT', KEYS[2], '-inf', now_us) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
   if redis.call('ZCARD', KEYS[1]) < limit then

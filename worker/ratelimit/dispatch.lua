@@ -6,12 +6,16 @@
 -- (single Redis instance, not Cluster).
 -- KEYS[1]  ready   zset of lanes (member = lane name, score = ms when worth a look)
 -- KEYS[2]  queue   the Celery queue list
+-- KEYS[3]  halts   hash of halted accounts (alias -> who/why): their lanes are not served
 -- ARGV[1]  key prefix: lane keys are <prefix>:lane:<name>[:log|:pause|:cfg], items
 --          <prefix>:item:<request id>
 -- ARGV[2]  most lanes to serve in this call
 -- ARGV[3]  task name of the submit task
 -- ARGV[4]  queue name (routing key)
 -- ARGV[5]  unique id prefix for the messages of this call
+-- ARGV[6]  ttl in ms of parked items and lane keys: a halted lane's are renewed with it, so a
+--          halt of any length loses nothing
+-- ARGV[7]  ms until a halted lane is looked at again (``cancelq resume`` makes it due at once)
 -- Returns {cancels dispatched, ms until the next lane is worth a look (-1: none parked),
 --          lanes served}
 local clock = redis.call('TIME')
@@ -42,8 +46,28 @@ local function spend(log, id, units)
   end
 end
 
+-- a halted account's lane keeps its cancels (parked, not sent) and their ttl until resume
+local function hold(base, name)
+  local ttl = tonumber(ARGV[6])
+  if redis.call('PTTL', base) < ttl / 2 then
+    for _, id in ipairs(redis.call('ZRANGE', base, 0, -1)) do
+      redis.call('PEXPIRE', prefix .. ':item:' .. id, ttl)
+    end
+    redis.call('PEXPIRE', base, ttl)
+  end
+  if redis.call('ZCARD', base) == 0 then
+    redis.call('ZREM', KEYS[1], name)
+  else
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[7]), name)
+  end
+end
+
 local function serve(name)
   local base = prefix .. ':lane:' .. name
+  local account = string.match(name, '^(.+):[^:]+$')
+  if account and redis.call('HEXISTS', KEYS[3], account) == 1 then
+    return hold(base, name)
+  end
   local log, pause = base .. ':log', base .. ':pause'
   local cfg = redis.call('HMGET', base .. ':cfg', 'limit', 'window', 'batch', 'per_item')
   local cfg2 = redis.call('HGET', base .. ':cfg', 'exchange_limit')

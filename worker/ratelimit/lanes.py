@@ -30,6 +30,8 @@ SUBMIT_TASK: Final = "cancelq.submit"
 #: On an idle lane it has nothing to batch with, and a batch of one costs more than a cancel
 #: sent at once (measured: 1,000 keys, 400 cancels: 77 vs 42 Redis commands per cancel).
 COALESCE_BUSY_MS: Final = 20
+#: A halted lane is looked at again this often (resume makes it due at once; this is the net).
+HALT_RELOOK_MS: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class Lanes:
             self._keys.parked_item(request_id),
             f"{lane}:cfg",
             claim_key,
+            self._keys.halts(),
         ]
         args: list[str | int] = [
             budget.limit,
@@ -166,17 +169,20 @@ class Lanes:
             self._park_ttl_ms,
             self._lease_ms,
             COALESCE_BUSY_MS if coalesce else 0,
+            account,
         ]
         return keys, args
 
     def dispatch(self, queue: str, max_lanes: int = 64) -> DispatchResult:
-        keys = [self._keys.lanes_ready(), queue]
+        keys = [self._keys.lanes_ready(), queue, self._keys.halts()]
         args: list[str | int] = [
             self._keys.prefix,
             max_lanes,
             SUBMIT_TASK,
             queue,
             f"d{uuid.uuid4().hex[:12]}",
+            self._park_ttl_ms,
+            HALT_RELOOK_MS,
         ]
         try:
             dispatched, next_ms, lanes = self._dispatch(keys=keys, args=args)
@@ -195,11 +201,14 @@ class Lanes:
         base = self._keys.lane(lane)
         queue_script(pipe, self._restamp, [f"{base}:log", f"{base}:cfg"], list(units))
 
-    def pause(self, account: str, category: str, duration_ms: int) -> None:
-        """The exchange said stop (10006/429): nothing leaves this lane for ``duration_ms``."""
-        lane = self._keys.lane(lane_name(account, category))
+    def pause(self, account: str, category: str, duration_ms: int, reason: str = "") -> None:
+        """The exchange said stop (10006/429): nothing leaves this lane for ``duration_ms``;
+        ``reason`` (the code it said) is kept beside the pause for operators."""
+        name = lane_name(account, category)
+        lane = self._keys.lane(name)
+        keys = [f"{lane}:pause", self._keys.lane_pause_reason(name)]
         try:
-            self._pause(keys=[f"{lane}:pause"], args=[max(duration_ms, 1)])
+            self._pause(keys=keys, args=[max(duration_ms, 1), reason or "rate_limit"])
         except redis.RedisError as exc:
             raise StoreError(f"pausing a lane failed: {exc}") from exc
 
