@@ -160,3 +160,21 @@ def test_replay_sends_what_now_passes_and_reports_the_rule_of_what_does_not(
     invalid = cli(stack, "replay", ids[bad], "--json")
     assert json.loads(invalid.stdout)["why"].startswith("symbol: missing")
     assert_never_shown_nor_stored(stack, dry.stdout, one.stdout, rest.stdout, rest.stderr)
+
+
+def test_an_item_nested_too_deeply_for_the_json_parser_is_a_dead_letter_not_a_crash(
+    stack: Stack,
+) -> None:
+    worker = stack.workers[0]
+    stack.redis.lpush("cancelq", "[" * 100_000)  # 100 KB: under the size limit, read in full
+    assert wait_until(lambda: stack.redis.xlen(DEAD_LETTERS) == 1, 15)
+    (letter,) = listed(stack)
+    assert (letter["reason"], letter["detail"], letter["replay"]) == (
+        "not_json",
+        "RecursionError",
+        "not_replayable",
+    )
+    after = stack.producer.enqueue(**cancel(orderId=stack.place()))
+    assert stack.producer.wait(after, 15).status is Status.CANCELLED
+    assert worker.alive()
+    assert "Unrecoverable error" not in worker.log_text()
