@@ -70,7 +70,7 @@ def _record(letter: DeadLetter) -> dict[str, Any]:
 
 @dead_letters_app.command("list")
 def list_letters(
-    limit: Annotated[int, typer.Option(help="Newest this many.")] = 50,
+    limit: Annotated[int, typer.Option(help="Newest this many.", min=1)] = 50,
     as_json: Annotated[bool, AS_JSON] = False,
 ) -> None:
     """The newest dead letters, newest first: when, why, which worker, replayable or not."""
@@ -146,7 +146,8 @@ def replay_letters(
         err.print("[red]error:[/] name stream ids or --all (not both)")
         raise typer.Exit(2)
     log = _log()
-    letters = _checked(log.newest)[::-1] if all_ else [_one(log, i) for i in entry_ids or []]
+    named = dict.fromkeys(entry_ids or [])
+    letters = _checked(log.newest)[::-1] if all_ else [_one(log, i) for i in named]
     verdicts = [judge(letter) for letter in letters]
     done: dict[str, str] = {}
     if not dry_run:

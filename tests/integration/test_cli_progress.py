@@ -63,6 +63,7 @@ def test_enqueue_file_draws_a_bar_and_a_summary_on_stderr_and_only_ids_on_stdout
     assert f"{LINES}/{LINES}" in done.stderr  # the bar, completed
     assert "━" in done.stderr
     assert "1998 enqueued, 2 refused, in " in done.stderr
+    print(f"\n[enqueue --file] {done.stderr[done.stderr.index('1998 enqueued') :].splitlines()[0]}")
     assert "line 7: not JSON" in done.stderr
     assert "line 1500: orderLinkId: at most 36 characters" in done.stderr
     outcomes = stack.producer.wait_many(ids, 30)  # every printed id was enqueued
