@@ -5,10 +5,14 @@ a ``cancelq_dead_letters_total{reason}`` increment and a log line; when the mess
 request id (its Celery ``id`` header), that request also gets a ``rejected`` outcome, so the
 producer waiting on it is answered.
 
-The record holds the reason, content type, size and a short *safe* preview: JSON is re-rendered
-without any field whose name could carry a credential, configured secrets and long key-like
-runs are masked, and the text is cut to :data:`PREVIEW_CHARS`. Recording never raises: a dead
-letter that cannot be written is logged, and the worker keeps working.
+The record holds the reason, content type, size, when (``time``, epoch ms), which worker
+process (``pod``, its id in ``worker/pods.py``), the task the message names and a short *safe*
+preview: JSON is re-rendered without any field whose name could carry a credential, configured
+secrets and long key-like runs are masked, and the text is cut to :data:`PREVIEW_CHARS`. It
+also keeps the message's JSON body, credential-named fields removed, for ``cancelq
+dead-letters replay`` (``body``; or ``unreplayable``, why not: ``worker/dead_letter_bodies.py``).
+Recording never raises: a dead letter that cannot be written is logged, and the worker keeps
+working.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
@@ -28,17 +31,19 @@ import redis
 from cancelq.besteffort import safely
 from cancelq.contract import REQUEST_ID_RE
 from cancelq.keys import Keys
+from cancelq.worker.dead_letter_bodies import (
+    SECRET_NAME_RE,
+    TOO_LARGE,
+    KeptBody,
+    keep_body,
+    masked,
+)
 from cancelq.worker.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 PREVIEW_CHARS: Final = 160
 DEFAULT_MAXLEN: Final = 10_000
-#: Field names that could hold a credential: dropped from previews, whatever their value.
-SECRET_NAME_RE: Final = re.compile(r"(?i)key|secret|token|pass|sign|auth|cred|private|cookie")
-#: Runs that look like keys, signatures or base64 blobs: masked in previews.
-KEY_LIKE_RE: Final = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
-NON_PRINTABLE_RE: Final = re.compile(r"[^\x20-\x7e]")
 MAX_SCRUB_DEPTH: Final = 4
 
 
@@ -72,13 +77,16 @@ class DeadLetters:
         *,
         maxlen: int = DEFAULT_MAXLEN,
         reject: RejectOutcome | None = None,
+        pod: str = "",
     ) -> None:
+        """``pod``: the id of the worker process recording (``worker/pods.py``)."""
         self._redis = client
         self._key = keys.dead_letters()
         self._metrics = metrics
         self._secrets = [s for s in secrets if s]
         self._maxlen = maxlen
         self._reject = reject
+        self._pod = pod
 
     def record(
         self,
@@ -91,6 +99,7 @@ class DeadLetters:
     ) -> None:
         rid = request_id if request_id and REQUEST_ID_RE.fullmatch(request_id) else None
         size = len(raw.encode() if isinstance(raw, str) else raw) if raw is not None else 0
+        kept = self._kept(reason, raw)
         entry = {
             "reason": reason.value,
             "contentType": (content_type or "")[:64],
@@ -99,6 +108,10 @@ class DeadLetters:
             "requestId": rid or "",
             "detail": self._mask(detail)[:PREVIEW_CHARS],
             "time": str(int(time.time() * 1000)),
+            "pod": self._pod,
+            "task": self._mask(kept.task)[:64],
+            "body": kept.body,
+            "unreplayable": kept.unreplayable,
         }
         safely(self._metrics.dead_letters.labels(reason.value).inc)
         log.warning(
@@ -115,6 +128,15 @@ class DeadLetters:
         if rid is not None and self._reject is not None:
             self._reject_outcome(rid, f"message: {reason.value}")
 
+    def _kept(self, reason: Reason, raw: bytes | str | None) -> KeptBody:
+        if reason is Reason.TOO_LARGE:  # only a prefix of the item reached the recorder
+            return KeptBody(unreplayable=TOO_LARGE)
+        try:
+            return keep_body(raw, self._secrets)
+        except Exception:  # a body we cannot read must not cost the record
+            log.exception("dead letter body not kept")
+            return KeptBody(unreplayable="not kept: unreadable")
+
     def _reject_outcome(self, request_id: str, reason: str) -> None:
         assert self._reject is not None
         try:
@@ -128,7 +150,7 @@ class DeadLetters:
             return ""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         text = text[: PREVIEW_CHARS * 64]
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             text = json.dumps(scrub(json.loads(text)), separators=(",", ":"))
         return self._mask(text)[:PREVIEW_CHARS]
 
@@ -137,8 +159,7 @@ class DeadLetters:
             for line in secret.splitlines():
                 if len(line.strip()) >= 8:
                     text = text.replace(line.strip(), "***")
-        text = KEY_LIKE_RE.sub("***", text)
-        return NON_PRINTABLE_RE.sub("?", text)
+        return masked(text)
 
 
 def url_secrets(url: str | None) -> list[str]:

@@ -1,17 +1,17 @@
-"""The ``cancelq`` command line (typer): demo, worker, enqueue, status, simulator, health, bench."""
+"""The ``cancelq`` command line (typer): demo, worker, enqueue, status, dead-letters, simulator,
+health, bench."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import track
 
+from cancelq.cli.dead_letters import dead_letters_app
 from cancelq.errors import CancelqError
 from cancelq.settings import Settings, load_settings
 
@@ -88,8 +88,12 @@ def enqueue(
     wait: Annotated[float, typer.Option(help="Wait this many seconds for outcomes.")] = 0.0,
     chunk: Annotated[int, typer.Option(help="Cancels per round trip from a file.")] = 500,
 ) -> None:
-    """Enqueue one cancel from options, or many from a JSONL file or stdin."""
+    """Enqueue one cancel from options, or many from a JSONL file or stdin (a progress bar
+    and a summary on stderr; refused lines are named there and make the exit code 1)."""
+    from cancelq.cli.bulk import await_outcomes, enqueue_file
+
     producer = _producer(_settings())
+    refused = False
     try:
         if file is None:
             fields = _one_cancel(
@@ -103,43 +107,28 @@ def enqueue(
             )
             ids = producer.enqueue_many([fields])
         else:
-            ids = _enqueue_file(producer, file, chunk)
+            done = enqueue_file(producer, file, max(chunk, 1), err)
+            ids, refused = done.ids, bool(done.refused)
+            for line in done.summary():
+                err.print(line, markup=False, highlight=False)
         for rid in ids:
             typer.echo(rid)
         if wait > 0:
-            for outcome in producer.wait_many(ids, wait).values():
-                typer.echo(outcome.to_json())
+            outcomes = await_outcomes(producer, ids, wait, err)
+            if len(outcomes) < len(set(ids)):
+                missing = len(set(ids)) - len(outcomes)
+                raise TimeoutError(f"{missing} of {len(ids)} requests have no outcome")
+            for rid in dict.fromkeys(ids):
+                typer.echo(outcomes[rid].to_json())
     except (CancelqError, TimeoutError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    if refused:
+        raise typer.Exit(1)
 
 
 def _one_cancel(**fields: str | None) -> dict[str, str]:
     return {name: value for name, value in fields.items() if value is not None}
-
-
-def _enqueue_file(producer: Any, file: Path, chunk: int) -> list[str]:
-    lines = list(_jsonl(file))
-    ids: list[str] = []
-    batches = [lines[i : i + chunk] for i in range(0, len(lines), chunk)]
-    for batch in track(batches, description="enqueueing", console=err, disable=len(batches) < 2):
-        ids.extend(producer.enqueue_many(batch))
-    return ids
-
-
-def _jsonl(file: Path) -> Iterator[dict[str, Any]]:
-    stream = sys.stdin if str(file) == "-" else file.open(encoding="utf-8")
-    with stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict):
-                raise ValueError(f"line {number}: expected a JSON object")
-            yield item
 
 
 @app.command()
@@ -169,10 +158,23 @@ def kill(
 
 
 @app.command()
-def status(request_ids: Annotated[list[str], typer.Argument(help="requestId(s).")]) -> None:
+def status(
+    request_ids: Annotated[list[str], typer.Argument(help="requestId(s); - = stdin, one a line.")],
+    wait: Annotated[
+        float, typer.Option(help="Wait up to this many seconds until every request is final.")
+    ] = 0.0,
+) -> None:
     """Print the outcome of each request (exit 3 when any is still pending)."""
+    from cancelq.cli.bulk import await_outcomes
+
+    if request_ids == ["-"]:
+        request_ids = [line.strip() for line in sys.stdin if line.strip()]
     producer = _producer(_settings())
-    outcomes = producer.outcomes(request_ids)
+    try:
+        outcomes = await_outcomes(producer, request_ids, wait, err)
+    except CancelqError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     for rid in request_ids:
         found = outcomes.get(rid)
         typer.echo(
@@ -180,6 +182,9 @@ def status(request_ids: Annotated[list[str], typer.Argument(help="requestId(s)."
         )
     if len(outcomes) < len(set(request_ids)):
         raise typer.Exit(3)
+
+
+app.add_typer(dead_letters_app)
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)

@@ -40,7 +40,7 @@ class Channel(kombu_redis.Channel):
             return None
         try:
             payload = loads(as_text(item))  # type: ignore[no-untyped-call]
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[..."
             record(Reason.NOT_JSON, item, detail=type(exc).__name__)
             return None
         problem = envelope_problem(payload)

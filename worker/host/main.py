@@ -63,6 +63,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
             metrics,
             [*runtime.secrets, *url_secrets(settings.redis_url)],
             reject=lambda request_id, why: provider().reject({}, request_id, why),
+            pod=pod_id,
         )
     )
     install_grace_deadline(settings.shutdown_grace_s)
