@@ -16,6 +16,7 @@ from bench.stack import Stack
 from cancelq.harness.accounts import AccountSpec
 from cancelq.keys import Keys
 from cancelq.producers.client import CancelProducer
+from cancelq.replies import as_text
 
 ORDER_CHUNK = 2000
 ENQUEUE_CHUNK = 1000
@@ -131,7 +132,8 @@ def unacked(client: redis.Redis) -> int:
     """Messages taken and not acknowledged, every worker process's hash and kombu's shared
     one. With ZREVRANGE, which no worker sends, so bench.measure can leave it out of the
     workers' Redis cost (as LLEN and HLEN)."""
-    pods = [p.decode() if isinstance(p, bytes) else p for p in client.zrevrange(KEYS.pods(), 0, -1)]
+    registry: list[Any] = client.zrevrange(KEYS.pods(), 0, -1)
+    pods = [as_text(pod) for pod in registry]
     with client.pipeline(transaction=False) as pipe:
         pipe.hlen(KEYS.unacked)
         for pod in pods:
