@@ -82,7 +82,7 @@ def one_kill(ctx: Context, victim: WorkerSet, timeout_s: float) -> KillResult:
     pod = pod_of(ctx, victim.pids[0])
     links = load.place_orders(stack, key, PER_KILL)
     since_ms = time.time() * 1000
-    load.burst(stack, [(key, link) for link in links])
+    offered = load.burst(stack, [(key, link) for link in links])
     deadline = time.monotonic() + 10
     while len(held_links(ctx, pod)) < 2 and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -91,7 +91,11 @@ def one_kill(ctx: Context, victim: WorkerSet, timeout_s: float) -> KillResult:
     # read after the kill: what the pod had acked just before is not held; its hash stays as
     # it was until its key expires (TTL - beat from now at the earliest)
     held = held_links(ctx, pod)
-    load.wait_drained(stack, timeout_s)
+    # outcomes, not the drain: a taken-over batch goes through the limiter (a lane) again
+    outcomes = load.wait_outcomes(stack, offered, timeout_s)
+    if len(outcomes) < len(offered.ids):
+        raise RuntimeError(f"{len(offered.ids) - len(outcomes)} cancels without an outcome")
+    load.wait_drained(stack, 10)
     seen = arrivals(load.sim_records(stack, key, since_ms))
     resent: list[float] = []
     finished = 0
