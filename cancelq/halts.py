@@ -85,8 +85,9 @@ def resume(client: redis.Redis, keys: Keys, account: str, *, by: str, reason: st
         with client.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.halts(), account)
             _audit(pipe, keys, "resume", record)
-            for category in CATEGORIES:  # due now: dispatch looks at them on its next round
+            for category in CATEGORIES:  # due now, and dispatchers woken to look at them
                 pipe.zadd(keys.lanes_ready(), {f"{account}:{category}": 0}, xx=True)
+            pipe.publish(keys.lanes_wake(), account)
             removed = pipe.execute()[0]
     except redis.RedisError as exc:
         raise StoreError(f"resuming {account} failed: {exc}") from exc

@@ -81,6 +81,11 @@ class Keys:
         """Sorted set of lanes holding parked cancels, by the time they are worth a look."""
         return f"{self.prefix}:lanes:ready"
 
+    def lanes_wake(self) -> str:
+        """Pub/sub channel: a lane became ready sooner than any other (a parking, a resume);
+        dispatchers, which sleep until the earliest lane is due, wake and look."""
+        return f"{self.prefix}:lanes:wake"
+
     def parked_item(self, request_id: str) -> str:
         """JSON of a parked cancel (what dispatch puts in its message)."""
         return f"{self.prefix}:item:{request_id}"

@@ -21,7 +21,7 @@ from cancelq.worker.claims import Claim, parse_claim
 from cancelq.worker.ratelimit.lanes import Admission, parse_admission
 
 CLAIM_KEYS, CLAIM_ARGS = 3, 7
-ADMIT_KEYS, ADMIT_ARGS = 8, 12
+ADMIT_KEYS, ADMIT_ARGS = 8, 13
 
 _GLUE = f"""
 local function slice(t, first, last)

@@ -49,10 +49,10 @@ class PodBeat:
         *,
         every_s: float,
         ttl_s: float,
-        after_beat: Callable[[], object] | None = None,
+        after_beat: Callable[[int], object] | None = None,
     ) -> None:
-        """``after_beat`` runs after every beat in the same thread (the takeover sweep); its
-        errors are logged, never end the beat."""
+        """``after_beat`` runs after every beat in the same thread, given the beat's Redis
+        clock in ms (the takeover sweep); its errors are logged, never end the beat."""
         if ttl_s <= every_s:
             raise ValueError("the pod TTL must be longer than the beat interval")
         self.pod_id = pod_id
@@ -65,17 +65,17 @@ class PodBeat:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
-    def beat(self) -> bool:
-        """One beat; False (logged) when Redis cannot be reached."""
+    def beat(self) -> int | None:
+        """One beat; the Redis clock in ms, or None (logged) when Redis cannot be reached."""
         try:
-            self._beat(
+            now_ms = self._beat(
                 keys=[self._keys.pod(self.pod_id), self._keys.pods()],
                 args=[self.pod_id, self._ttl_ms],
             )
         except redis.RedisError:
             log.warning("pod heartbeat not written: redis unavailable")
-            return False
-        return True
+            return None
+        return int(now_ms)
 
     def start(self) -> None:
         """Beat now, then every ``every_s`` until the process ends."""
@@ -89,9 +89,10 @@ class PodBeat:
 
     def _loop(self) -> None:
         while not self._stopped.wait(self._every_s):
-            if self.beat() and self._after_beat is not None:
+            now_ms = self.beat()
+            if now_ms is not None and self._after_beat is not None:
                 try:
-                    self._after_beat()
+                    self._after_beat(now_ms)
                 except Exception:  # a sweep must never stop the heartbeat
                     log.warning("after-beat work failed", exc_info=True)
 

@@ -6,7 +6,9 @@ hash (``<prefix>:unacked:<pod>``, a kombu transport option) and a heartbeat
 (``worker/pods.py``); every worker runs :meth:`Takeover.sweep` every ``pod_beat_s``: for each
 pod in the registry whose liveness key has expired, every message in its hash is pushed back at
 the consumer end of its queue (``takeover.lua``: atomically, once, and only while that pod is
-still dead), marked redelivered as kombu marks its own restores. The visibility timeout stays
+still dead), marked redelivered as kombu marks its own restores. The registry's scores are the
+pods' last beats on the Redis clock, so a sweep finds the dead with one ZRANGEBYSCORE: its cost
+does not grow with the number of live pods. The visibility timeout stays
 as the last resort for a live process that holds a message too long, and for kombu's shared
 unacked hash (``unacked``) that workers of an older cancelq use: during a rolling upgrade the
 sweep hands back what that hash holds past the visibility timeout, as kombu itself would.
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: A pod name that never beats: the liveness key of kombu's shared unacked hash never exists.
 LEGACY = "kombu-shared-unacked"
+#: Every beat looks at pods dead for at most this long (or twice the pod TTL); older ones are
+#: looked at by the full sweep only, every FULL_SWEEP_MS.
+RECENT_MS = 5_000
+FULL_SWEEP_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Takeover:
         *,
         me: str,
         queues: Iterable[str],
+        pod_ttl_s: float = 2.0,
         visibility_timeout_s: float = 300.0,
         forget_after_s: float = 3600.0,
         legacy_batch: int = 100,
@@ -76,46 +83,55 @@ class Takeover:
         self._keys = keys
         self._me = me
         self._queues = list(queues)
+        self._ttl_ms = int(pod_ttl_s * 1000)
+        self._recent_ms = max(RECENT_MS, 2 * self._ttl_ms)
         self._forget_after_ms = int(forget_after_s * 1000)
         self._visibility_timeout_s = visibility_timeout_s
         self._legacy_batch = legacy_batch
+        self._last_full_ms = -FULL_SWEEP_MS
         script = resources.files("cancelq.worker").joinpath("takeover.lua").read_text("utf-8")
         self._restore = client.register_script(script)
 
-    def sweep(self) -> TakeoverSweep:
+    def sweep(self, now_ms: int | None = None) -> TakeoverSweep:
+        """One sweep at ``now_ms`` on the Redis clock (the pod beat's reply; read here when
+        None)."""
         try:
-            return self._sweep()
+            if now_ms is None:
+                now_ms = _redis_ms(self._redis.time())
+            return self._sweep(now_ms)
         except redis.RedisError as exc:
             raise StoreError(f"takeover sweep failed: {exc}") from exc
 
-    def _sweep(self) -> TakeoverSweep:
-        """One round trip for the Redis clock and the registry, then only what they call for."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zrange(self._keys.pods(), 0, -1, withscores=True)
-            clock, registry = pipe.execute()
-        now_ms = _redis_ms(clock)
+    def _sweep(self, now_ms: int) -> TakeoverSweep:
+        """Each beat: the pods whose last beat is older than the TTL, and recent enough that
+        nobody may have taken them over yet (one ZRANGEBYSCORE, whatever the fleet's size).
+        Every FULL_SWEEP_MS: every dead pod (a late write into a hand-back's hash, a sweeper
+        that failed), the forgetting of old ones and kombu's shared hash."""
+        full = now_ms - self._last_full_ms >= FULL_SWEEP_MS
+        dead_before = now_ms - self._ttl_ms
+        low: float | str = "-inf" if full else f"({dead_before - self._recent_ms}"
+        registry: list[Any] = self._redis.zrangebyscore(
+            self._keys.pods(), low, f"({dead_before}", withscores=True
+        )
         pods = {as_text(pod): float(score) for pod, score in registry}
         pods.pop(self._me, None)
-        swept = self._sweep_pods(pods, now_ms)
+        swept = self._sweep_pods(pods, now_ms, forget=full)
+        if not full:
+            return swept
+        self._last_full_ms = now_ms
         return replace(swept, legacy=self._sweep_legacy(now_ms / 1000))
 
-    def _sweep_pods(self, pods: Mapping[str, float], now_ms: int) -> TakeoverSweep:
-        """``pods``: every other registered pod and the Redis-clock ms of its last beat."""
-        if not pods:
-            return TakeoverSweep(0, 0, 0)
-        with self._redis.pipeline(transaction=False) as pipe:
-            for pod in pods:
-                pipe.exists(self._keys.pod(pod))
-            alive = pipe.execute()
-        dead = [pod for pod, live in zip(pods, alive, strict=True) if not live]
+    def _sweep_pods(self, pods: Mapping[str, float], now_ms: int, *, forget: bool) -> TakeoverSweep:
+        """``pods``: other registered pods whose beat has expired, and the Redis-clock ms of
+        their last beat (takeover.lua checks, in the step of each hand-back, that the pod's
+        liveness key is still gone)."""
         restored = forgotten = held = 0
-        for pod in dead:
+        for pod, last_beat_ms in pods.items():
             entries: dict[Any, Any] = self._redis.hgetall(self._keys.pod_unacked(pod))
             if entries:
                 held += 1
                 restored += self._hand_back(pod, entries)
-            elif pods[pod] < now_ms - self._forget_after_ms:
+            elif forget and last_beat_ms < now_ms - self._forget_after_ms:
                 self._forget(pod)
                 forgotten += 1
         if restored:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -225,3 +226,46 @@ def test_kombus_shared_hash_of_older_workers_is_handed_back_after_the_visibility
     (message,) = client.lrange("cancelq", 0, -1)
     assert json.loads(message)["headers"]["id"] == "old"
     assert client.hexists(KEYS.unacked, "new")
+
+
+# -- the sweep's cost: one registry read per beat, whatever the fleet's size ---------------
+
+
+def commands_of(client: redis.Redis, run: Callable[[], object]) -> dict[str, int]:
+    client.config_resetstat()
+    run()
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(v["calls"])
+        for name, v in stats.items()
+        if name not in ("cmdstat_config|resetstat", "cmdstat_info")
+    }
+
+
+def redis_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_a_beats_sweep_reads_the_registry_once_however_many_pods_are_alive(
+    client: redis.Redis,
+) -> None:
+    for i in range(50):
+        beat(client, f"live-{i}", ttl_s=5)
+    takeover = Takeover(client, KEYS, me="me", queues=QUEUES)
+    takeover.sweep()  # the first sweep of a process is a full one
+    now = redis_ms(client)
+    assert commands_of(client, lambda: takeover.sweep(now)) == {"zrangebyscore": 1}
+
+
+def test_a_pod_that_just_died_is_taken_over_by_the_next_beats_sweep(
+    client: redis.Redis,
+) -> None:
+    takeover = Takeover(client, KEYS, me="me", queues=QUEUES, pod_ttl_s=0.3)
+    assert takeover.sweep().restored == 0  # the full sweep, before the death
+    beat(client, "dying", ttl_s=0.3)
+    hold(client, "dying", "d1", "d2")
+    time.sleep(0.4)  # its key expires
+    swept = takeover.sweep()
+    assert (swept.dead, swept.restored, swept.legacy) == (1, 2, 0)
+    assert client.llen("cancelq") == 2

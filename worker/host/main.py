@@ -79,12 +79,18 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         interval_s=settings.heartbeat_s,
         accounts=runtime.accounts,
     )
-    dispatcher = Dispatcher(runtime.lanes, settings.queue, paused=runtime.ban.banned)
+    dispatcher = Dispatcher(
+        runtime.lanes,
+        settings.queue,
+        paused=runtime.ban.banned,
+        wake_channel=runtime.keys.lanes_wake(),
+    )
     takeover = Takeover(
         runtime.redis,
         runtime.keys,
         me=pod_id,
         queues=(settings.queue, settings.kill_queue),
+        pod_ttl_s=settings.pod_ttl_s,
         visibility_timeout_s=settings.visibility_timeout_s,
     )
     pod = PodBeat(

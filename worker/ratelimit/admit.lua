@@ -24,6 +24,8 @@
 --          lane spent a unit (or saw a reply) this recently, so a backlog on a busy lane leaves
 --          in batches; an idle lane has nothing to batch with, so its cancel goes at once
 -- ARGV[12] account alias (the field of KEYS[8])
+-- ARGV[13] pub/sub channel told when this parking makes a lane ready sooner than every lane
+--          dispatchers already wait for (they sleep until the earliest; "" = tell nobody)
 -- Returns {1, attempts, unit}: send now (a unit is spent, the log's member named unit; the
 --         claim counts this attempt), or
 --         {0, delay}: parked (the claim's lease now covers the wait).
@@ -61,7 +63,12 @@ end
 redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[9])
 redis.call('ZADD', KEYS[2], now_us + delay * 1000, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[9])
-redis.call('ZADD', KEYS[4], 'LT', now + delay, ARGV[5])
+local ready_at = now + delay
+local earliest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if redis.call('ZADD', KEYS[4], 'LT', 'CH', ready_at, ARGV[5]) == 1 and (ARGV[13] or '') ~= ''
+   and (earliest[2] == nil or ready_at < tonumber(earliest[2])) then
+  redis.call('PUBLISH', ARGV[13], ARGV[5])
+end
 if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
   redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[9]), 'state', 'parked')
   redis.call('HDEL', KEYS[7], 'heldIn', 'heldAs')  -- the lane holds it now, no delivery

@@ -101,6 +101,11 @@ class Lanes:
         self._acquire = client.register_script(_script("acquire.lua"))
         self._restamp = client.register_script(_script("restamp.lua"))
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client the lanes live in (a dispatcher subscribes to wake-ups on it)."""
+        return self._redis
+
     def admit(
         self,
         *,
@@ -170,6 +175,7 @@ class Lanes:
             self._lease_ms,
             COALESCE_BUSY_MS if coalesce else 0,
             account,
+            self._keys.lanes_wake(),
         ]
         return keys, args
 
