@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     comes after its arrival at the exchange, so no pad is needed in principle (0 measured
     safe); 10 ms is a margin for clock-rate differences."""
 
+    allow_eviction: bool = False
+    """Run on a Redis whose ``maxmemory-policy`` is not ``noeviction`` (it may evict queued
+    cancels, claims and outcomes silently at maxmemory); off: workers and confirmers refuse to
+    start on one (``cancelq/eviction.py``)."""
+
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     health_file: Path = Path("/tmp/cancelq-worker.health")  # noqa: S108 - per-pod liveness file

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,8 +75,11 @@ class RedisServer:
         data_dir: Path | None = None,
         password: str | None = None,
         tls: TlsFiles | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
+        """``extra_args`` go to redis-server as they are (e.g. ``--maxmemory 2mb``)."""
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self.tls = tls  # set: TLS only on ``port`` (no plain-text port), ``rediss://`` URL
         self.appendonly = appendonly
         self.password = password
@@ -115,6 +119,7 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         if self.tls is not None:
             args[args.index("--port") + 1] = "0"
             args += [

@@ -97,7 +97,15 @@ def test_the_copy_overrides_the_upstream_method_of_the_same_signature() -> None:
 
 @pytest.mark.parametrize(
     "attribute",
-    ["client", "connection_errors", "sep", "_queue_cycle", "_in_poll", "Message"],
+    [
+        "client",
+        "connection_errors",
+        "sep",
+        "_queue_cycle",
+        "_in_poll",
+        "Message",
+        "conn_or_acquire",
+    ],
 )
 def test_the_channel_attributes_the_copy_touches_exist(attribute: str) -> None:
     source = inspect.getsource(kombu_redis.Channel)

@@ -18,8 +18,15 @@ log = logging.getLogger(__name__)
 
 class Dispatcher:
     def __init__(
-        self, lanes: Lanes, queue: str, *, paused: Callable[[], bool], max_sleep_s: float = 0.02
+        self,
+        lanes: Lanes,
+        queue: str,
+        *,
+        paused: Callable[[], bool],
+        on_store_error: Callable[[StoreError], None] = lambda _: None,
+        max_sleep_s: float = 0.02,
     ) -> None:
+        self._on_store_error = on_store_error
         self._lanes = lanes
         self._queue = queue
         self._max_sleep_s = max_sleep_s
@@ -46,8 +53,9 @@ class Dispatcher:
             return self._max_sleep_s * 10
         try:
             result = self._lanes.dispatch(self._queue)
-        except StoreError:
-            log.warning("dispatch failed; retrying", exc_info=True)
+        except StoreError as exc:
+            self._on_store_error(exc)
+            log.warning("dispatch failed (%s); retrying", exc.kind, exc_info=True)
             return 0.5
         if result.dispatched:
             return 0.0
