@@ -26,7 +26,8 @@ def test_a_worker_refuses_to_start_on_allkeys_lru(lru_stack: Stack) -> None:
     worker = lru_stack.worker()
     with pytest.raises(RuntimeError, match="worker exited at start") as refused:
         worker.start(timeout_s=60)
-    assert worker.process is not None and worker.process.wait(10) == 2
+    assert worker.process is not None
+    assert worker.process.wait(10) == 2
     message = " ".join(str(refused.value).split())  # rich wraps long lines
     assert "Redis maxmemory-policy is allkeys-lru" in message
     assert "Set maxmemory-policy noeviction" in message
@@ -38,7 +39,8 @@ def test_a_worker_starts_on_allkeys_lru_with_the_override_and_says_so(lru_stack:
     rid = lru_stack.producer.enqueue(**cancel(orderLinkId="lru-1"))
     assert lru_stack.producer.wait(rid, 20).status.value == "not_found"
     log = worker.log_text()
-    assert '"level": "ERROR"' in log and "CANCELQ_ALLOW_EVICTION=1" in log
+    assert '"level": "ERROR"' in log
+    assert "CANCELQ_ALLOW_EVICTION=1" in log
     assert "no-loss guarantee does not hold" in log
     worker.stop()
 

@@ -5,11 +5,14 @@ commands) or a JSON document that is not a message envelope raises inside the ev
 ends the worker ("Unrecoverable error"), the item already gone. Here such an item is a dead
 letter instead (``worker/dead_letters.py``), and the worker keeps consuming.
 
-A Redis at its ``maxmemory`` (``noeviction``) refuses kombu's record of a popped message as
-unacked (``OOM``), which also raised in the event loop and ended the worker, the message only in
-its memory. Here the message is pushed back where it was popped from, waiting until Redis takes
-it: the consumer pops nothing more meanwhile (back pressure; running tasks go on in their
-threads).
+A Redis at its ``maxmemory`` (``noeviction``) refuses every command queued in a ``MULTI``, even
+deletes, and every write that may grow memory (``OOM``). kombu records a popped message as
+unacked, and acks it, in a ``MULTI``: both raised in the event loop and ended the worker, the
+popped message only in its memory. Here a popped message whose record is refused is pushed back
+where it was popped from, waiting until Redis takes it (the consumer pops nothing more
+meanwhile: back pressure); an ack deletes without ``MULTI`` (ZREM and HDEL alone are allowed at
+maxmemory); a requeue Redis refuses leaves the message in the unacked hash, restored after the
+visibility timeout (or taken over when its process dies).
 
 ``worker/host/app.py`` names :class:`Transport` in the Celery config (``broker_transport``).
 This overrides a kombu internal (``_brpop_read``): the kombu version is pinned in
@@ -26,6 +29,7 @@ from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual as kombu_virtual
 from kombu.utils.json import loads
 
 from cancelq.worker.dead_letters import Reason
@@ -44,8 +48,37 @@ HAND_BACK_MAX_S = 1.0
 HAND_BACK_LOG_EVERY_S = 10.0
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's unacked bookkeeping, usable while Redis is at its maxmemory."""
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        """kombu's (5.7) deletes of an acked message, in a plain pipeline when kombu does not
+        pass its own (its restore transaction does)."""
+        if pipe is not None:
+            return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        with self.channel.conn_or_acquire() as client:
+            return (
+                client.pipeline(transaction=False)
+                .zrem(self.unacked_index_key, delivery_tag)
+                .hdel(self.unacked_key, delivery_tag)
+            )
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+        except redis.exceptions.OutOfMemoryError:
+            log.error(
+                "Redis out of memory: a message to requeue stays in the unacked hash; it is "
+                "restored after the visibility timeout"
+            )
+            # forget it here, as kombu's reject does
+            kombu_virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel that turns unreadable queue items into dead letters."""
+
+    QoS = QoS
 
     def _readable(self, item: bytes | str) -> dict[str, Any] | None:
         """The envelope of a popped item, or None after recording it as a dead letter."""
