@@ -20,7 +20,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from bench import plots, report
 from bench.context import FULL, QUICK, Context, make_bench_keys
 from bench.measure import Results
-from bench.scenarios import batching, hol, many_keys, memory, never_over, pools, systems
+from bench.scenarios import (
+    batching,
+    durable_enqueue,
+    hol,
+    many_keys,
+    memory,
+    never_over,
+    pools,
+    systems,
+)
 from bench.stack import Stack
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +41,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "systems": systems.run,
     "memory": memory.run,
     "pools": pools.run,
+    "durable_enqueue": durable_enqueue.run,
 }
 
 

@@ -34,7 +34,7 @@ from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, OutcomeReader
 from cancelq.producers import confirmations
 from cancelq.producers.message import encode_message
-from cancelq.producers.transaction import Command, transaction_then_wait
+from cancelq.producers.transaction import Command, run_transaction
 
 POLL_START_S = 0.005
 POLL_MAX_S = 0.1
@@ -112,20 +112,12 @@ class CancelProducer:
         commands.append(("ZADD", keys.outbox(), *[x for rid in messages for x in (now, rid)]))
         commands.append(("HSET", keys.outbox_messages(), *_flat(messages)))
         try:
-            if self._min_replicas:
-                acked = transaction_then_wait(
-                    self._redis,
-                    commands,
-                    replicas=self._min_replicas,
-                    timeout_ms=self._replica_timeout_ms,
-                )
-                self._check_replicas(acked, list(messages))
-                return
-            with self._redis.pipeline(transaction=True) as pipe:
-                queue_on: Any = pipe  # redis-py's execute_command is untyped
-                for command in commands:
-                    queue_on.execute_command(*command)
-                pipe.execute()
+            acked = run_transaction(
+                self._redis,
+                commands,
+                replicas=self._min_replicas,
+                timeout_ms=self._replica_timeout_ms,
+            )
         except redis.exceptions.OutOfMemoryError as exc:
             raise StoreFullError(
                 f"enqueue refused: Redis is out of memory (used memory over maxmemory): none of "
@@ -134,6 +126,8 @@ class CancelProducer:
             ) from exc
         except redis.RedisError as exc:
             raise StoreError(f"enqueue failed: {exc}") from exc
+        if acked is not None:
+            self._check_replicas(acked, list(messages))
 
     def _check_replicas(self, acked: int, request_ids: list[str]) -> None:
         if acked >= self._min_replicas:

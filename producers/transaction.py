@@ -1,8 +1,10 @@
-"""One ``MULTI``/``EXEC``, then ``WAIT``, on one connection.
+"""One ``MULTI``/``EXEC``, and ``WAIT`` when asked, on one connection, in one round trip.
 
 ``WAIT numreplicas timeout`` counts the replicas holding every write made *on its connection*,
 so it must follow the transaction on the same one: redis-py's pool may hand the next command
-any connection, so this takes one from the pool and runs all of it there, in one round trip.
+any connection. This takes one from the pool and sends everything there; a dropped connection
+is retried as redis-py retries its own pipelines (the connection's ``Retry``: a transaction
+whose reply was lost may then be applied twice, which the worker's dedup answers once).
 """
 
 from __future__ import annotations
@@ -16,18 +18,26 @@ from redis.typing import EncodableT
 Command = Sequence[EncodableT]
 
 
-def transaction_then_wait(
-    client: redis.Redis, commands: Sequence[Command], *, replicas: int, timeout_ms: int
-) -> int:
-    """Run ``commands`` in one ``MULTI``/``EXEC``, then ``WAIT replicas timeout_ms``; returns
-    how many replicas acknowledged the writes. The first error Redis reports is raised (a
-    refused command aborts the whole transaction: nothing of it is written)."""
+def run_transaction(
+    client: redis.Redis,
+    commands: Sequence[Command],
+    *,
+    replicas: int = 0,
+    timeout_ms: int = 0,
+) -> int | None:
+    """Run ``commands`` in one ``MULTI``/``EXEC``; with ``replicas`` > 0 then ``WAIT replicas
+    timeout_ms`` and return how many replicas acknowledged the writes (else None). The first
+    error Redis reports is raised (a refused command aborts the whole transaction: nothing of
+    it is written)."""
+    packed: list[Command] = [("MULTI",), *commands, ("EXEC",)]
+    if replicas:
+        packed.append(("WAIT", replicas, timeout_ms))
     pool = client.connection_pool
     connection: Any = pool.get_connection()  # redis-py's Connection is untyped here
-    packed: list[Command] = [("MULTI",), *commands, ("EXEC",), ("WAIT", replicas, timeout_ms)]
     try:
-        connection.send_packed_command(connection.pack_commands(packed))
-        replies = [_read(connection) for _ in packed]
+        replies = connection.retry.call_with_retry(
+            lambda: _send(connection, packed), lambda _error: connection.disconnect()
+        )
     except BaseException:
         connection.disconnect()  # a reply may be left unread: never reuse it
         raise
@@ -36,11 +46,16 @@ def transaction_then_wait(
     for reply in replies:
         if isinstance(reply, redis.ResponseError):
             raise reply
-    executed = replies[-2]
+    executed = replies[len(commands) + 1]
     for reply in executed if isinstance(executed, list) else []:
         if isinstance(reply, redis.ResponseError):
             raise reply
-    return int(replies[-1])
+    return int(replies[-1]) if replicas else None
+
+
+def _send(connection: Any, packed: Sequence[Command]) -> list[Any]:
+    connection.send_packed_command(connection.pack_commands(packed))
+    return [_read(connection) for _ in packed]
 
 
 def _read(connection: Any) -> Any:
