@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from cancelq.confirmer.main import build_confirmer
+from cancelq.errors import ConfigError
 from cancelq.harness.embedded_redis import RedisServer
+from cancelq.settings import load_settings
 from tests.support import Stack, cancel, suite_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -49,3 +52,12 @@ def test_the_worker_checks_quietly_on_noeviction(tmp_path: Path) -> None:
     with suite_stack(tmp_path) as stack:  # redis-server's default policy: noeviction
         worker = stack.start_worker()
         assert "maxmemory-policy" not in worker.log_text()
+
+
+def test_a_confirmer_refuses_allkeys_lru_too(lru_stack: Stack) -> None:
+    settings = load_settings(
+        redis_url=lru_stack.redis_url, accounts_file=lru_stack.accounts_file, allow_eviction=False
+    )
+    with pytest.raises(ConfigError, match="maxmemory-policy is allkeys-lru"):
+        build_confirmer(settings)
+    assert build_confirmer(settings.model_copy(update={"allow_eviction": True})) is not None

@@ -9,6 +9,7 @@ the operator are refused every write outside their job with NOPERM.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -28,6 +29,9 @@ from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.outcomes import Status
 from cancelq.producers.client import CancelProducer
+from cancelq.worker.pods import PodBeat, unacked_total
+from cancelq.worker.rescue import Rescuer
+from cancelq.worker.takeover import Takeover
 from tests.support import Stack, cancel, suite_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -193,3 +197,31 @@ def test_a_role_without_config_gets_a_warning_not_a_refusal(
     with caplog.at_level(logging.WARNING, logger="cancelq.eviction"):
         assert eviction_policy(users.client("producer")) is None
     assert "could not check Redis's maxmemory-policy (NoPermissionError" in caplog.text
+
+
+def test_the_workers_recovery_paths_run_as_the_worker_user(stack: Stack, users: Users) -> None:
+    """What the end-to-end run rarely reaches: a dead pod's messages handed back (takeover.lua,
+    kombu's shared hash of older workers too), a lost message pushed again from the outbox
+    (rescue.lua), the pod heartbeat, the queue gauges."""
+    users.client("operator").execute_command("ACL", "LOG", "RESET")
+    worker = redis.Redis.from_url(users.url("worker"))
+    keys = Keys()
+    worker.zadd(keys.pods(), {"dead-pod": 1})
+    worker.hset(keys.pod_unacked("dead-pod"), "t1", json.dumps([{"properties": {}}, "", "cancelq"]))
+    worker.zadd(keys.pod_unacked_index("dead-pod"), {"t1": 1})
+    worker.hset(keys.unacked, "t0", json.dumps([{"properties": {}}, "", "cancelq"]))
+    worker.zadd(keys.unacked_index, {"t0": 1})
+    swept = Takeover(
+        worker, keys, me="me", queues=("cancelq", "cancelq.kill"), visibility_timeout_s=0.001
+    ).sweep()
+    assert swept.restored == 1
+    assert swept.legacy == 1
+    producer = users.client("producer")  # an outbox entry whose message the broker lost
+    message = json.dumps({"headers": {"id": "lost-1"}})
+    producer.zadd(keys.outbox(), {"lost-1": 1})
+    producer.hset(keys.outbox_messages(), "lost-1", message)
+    assert Rescuer(worker, keys, after_s=0.001).sweep().rescued == 1
+    assert PodBeat(worker, keys, "me", every_s=0.5, ttl_s=2).beat()
+    assert unacked_total(worker, keys) == 0
+    assert refusals(users) == [], "Redis refused a command of the worker's recovery paths"
+    worker.delete("cancelq", "cancelq.kill", keys.outbox(), keys.outbox_messages(), keys.pods())
