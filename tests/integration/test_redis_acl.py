@@ -225,3 +225,19 @@ def test_the_workers_recovery_paths_run_as_the_worker_user(stack: Stack, users: 
     assert unacked_total(worker, keys) == 0
     assert refusals(users) == [], "Redis refused a command of the worker's recovery paths"
     worker.delete("cancelq", "cancelq.kill", keys.outbox(), keys.outbox_messages(), keys.pods())
+
+
+def test_render_acl_refuses_a_missing_password(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANCELQ_REDIS_")}
+    env.update({f"CANCELQ_REDIS_{r.upper()}_PASSWORD": "x" for r in ROLES if r != "worker"})
+    result = subprocess.run(
+        ["sh", str(RENDER), str(TEMPLATE), str(tmp_path / "users.acl"), "echo", "started"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    assert result.returncode == 2
+    assert "CANCELQ_REDIS_WORKER_PASSWORD is not set" in result.stderr
+    assert "started" not in result.stdout, "the server is not started without every user"
