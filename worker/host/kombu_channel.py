@@ -53,14 +53,16 @@ class QoS(kombu_redis.QoS):
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         """kombu's (5.7) deletes of an acked message, in a plain pipeline when kombu does not
-        pass its own (its restore transaction does)."""
+        pass its own (its restore transaction does). The hash entry goes first: were Redis to
+        stop between the two, an index entry without its message is what kombu's restore
+        already drops."""
         if pipe is not None:
             return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
         with self.channel.conn_or_acquire() as client:
             return (
                 client.pipeline(transaction=False)
-                .zrem(self.unacked_index_key, delivery_tag)
                 .hdel(self.unacked_key, delivery_tag)
+                .zrem(self.unacked_index_key, delivery_tag)
             )
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
