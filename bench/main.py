@@ -22,6 +22,7 @@ from bench.context import FULL, QUICK, Context, make_bench_keys
 from bench.measure import Results
 from bench.scenarios import (
     batching,
+    durable_enqueue,
     hol,
     many_keys,
     memory,
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "pools": pools.run,
     "takeover": takeover.run,
     "redis_cost": redis_cost.run,
+    "durable_enqueue": durable_enqueue.run,
 }
 
 

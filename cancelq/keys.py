@@ -29,6 +29,12 @@ class Keys:
         """Dedup claim of one cancel identity (hash: owner, state, lease, attempts, startedAt)."""
         return f"{self.prefix}:claim:{account}:{identity}"
 
+    def no_claim(self) -> str:
+        """A name no claim has (a claim's is ``<prefix>:claim:<account>:<identity>``): what
+        finish.lua is given for an outcome that settles no claim. Inside the prefix, so a
+        Redis ACL limited to the prefix's keys allows it (an empty key name would not match)."""
+        return f"{self.prefix}:claim:"
+
     def kill_marker(self, account: str, category: str) -> str:
         """Hash of kill scopes of (account, category): scope -> enqueuedAt ms of the kill.
         Cancels enqueued before it, in scope, are covered by the kill and never sent."""

@@ -114,6 +114,25 @@ class Settings(BaseSettings):
     comes after its arrival at the exchange, so no pad is needed in principle (0 measured
     safe); 10 ms is a margin for clock-rate differences."""
 
+    enqueue_min_replicas: int = Field(0, ge=0)
+    """Producers (the CLI's ``enqueue``/``kill``; ``CancelProducer(min_replicas=...)``): an
+    enqueue returns only once this many replicas hold it (Redis ``WAIT``), else it raises
+    NotReplicatedError. 0: off, an enqueue is acknowledged by the master alone, and a master that
+    dies before replicating it can lose it on failover."""
+    enqueue_replica_timeout_ms: int = Field(1000, gt=0)
+    """How long an enqueue waits for ``enqueue_min_replicas`` (ms)."""
+    outcome_min_replicas: int = Field(0, ge=0)
+    """Workers: after recording outcomes, wait until this many replicas hold them (Redis
+    ``WAIT``) before the message is acknowledged; fewer in time is counted
+    (``cancelq_store_errors_total{kind="not_replicated"}``) and logged, not retried. 0: off."""
+    outcome_replica_timeout_ms: int = Field(1000, gt=0)
+    """How long the worker waits for ``outcome_min_replicas`` (ms)."""
+
+    allow_eviction: bool = False
+    """Run on a Redis whose ``maxmemory-policy`` is not ``noeviction`` (it may evict queued
+    cancels, claims and outcomes silently at maxmemory); off: workers and confirmers refuse to
+    start on one (``cancelq/eviction.py``)."""
+
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     health_file: Path = Path("/tmp/cancelq-worker.health")  # noqa: S108 - per-pod liveness file

@@ -15,6 +15,7 @@ from cancelq.confirmer.config import load_confirmer_config
 from cancelq.confirmer.metrics import ConfirmerMetrics
 from cancelq.confirmer.service import Confirmer, Parts
 from cancelq.errors import ConfigError
+from cancelq.eviction import check_eviction_policy
 from cancelq.logs import configure_logging
 from cancelq.settings import Settings
 
@@ -33,6 +34,7 @@ def build_confirmer(settings: Settings, metrics: ConfirmerMetrics | None = None)
     client = redis.Redis.from_url(
         settings.redis_url, decode_responses=True, health_check_interval=30
     )
+    check_eviction_policy(client, allow=settings.allow_eviction, service="confirmer")
     parts = Parts(
         settings, load_confirmer_config(), accounts, client, metrics or ConfirmerMetrics()
     )

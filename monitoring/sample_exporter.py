@@ -48,6 +48,7 @@ def populate(metrics: Metrics, rounds: int = 1) -> None:
     metrics.dead_letters.labels(reason="not_json").inc()
     metrics.kills.labels(account="main", category="linear").inc()
     metrics.ignored_fields.labels(field="strategy", reason="unknown").inc()
+    metrics.store_errors.labels(kind="oom").inc()
 
 
 def _touch_account(metrics: Metrics, account: str, n: int) -> None:

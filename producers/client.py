@@ -9,6 +9,13 @@
 Invalid input is refused here (:class:`~cancelq.errors.ContractError` names each field and its
 rule) and never reaches the queue. ``enqueue_many`` validates everything first, then pushes all
 messages in one pipelined round trip.
+
+An enqueue that returns is on the Redis master. With ``min_replicas=N`` it returns only once N
+replicas hold it too (Redis ``WAIT``, up to ``replica_timeout_ms``), else it raises
+:class:`~cancelq.errors.NotReplicatedError`: the cancel is still queued on the master, and
+enqueueing it again with the same ``requestId`` is safe (the worker answers a repeated request
+once). A Redis at its ``maxmemory`` raises :class:`~cancelq.errors.StoreFullError`: nothing was
+enqueued.
 """
 
 from __future__ import annotations
@@ -22,20 +29,24 @@ import redis
 
 from cancelq.confirmations import ConfirmationRecord
 from cancelq.contract import KILL_QUEUE, KILL_TASK_NAME, QUEUE, parse_cancel, parse_kill
-from cancelq.errors import StoreError
+from cancelq.errors import NotReplicatedError, StoreError, StoreFullError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, OutcomeReader
 from cancelq.producers import confirmations
 from cancelq.producers.message import encode_message
+from cancelq.producers.transaction import Command, run_transaction
 
 POLL_START_S = 0.005
 POLL_MAX_S = 0.1
+#: How long an enqueue with ``min_replicas`` waits for the replicas (ms).
+REPLICA_TIMEOUT_MS = 1000
 
 
 class CancelProducer:
     """Enqueue cancels and kills; read their outcomes. ``queue``, ``kill_queue`` and
     ``key_prefix`` must be the workers' (``CANCELQ_QUEUE``, ``CANCELQ_KILL_QUEUE``,
-    ``CANCELQ_KEY_PREFIX``)."""
+    ``CANCELQ_KEY_PREFIX``). ``min_replicas`` > 0: an enqueue returns once that many replicas
+    hold it (``CANCELQ_ENQUEUE_MIN_REPLICAS``), waiting up to ``replica_timeout_ms``."""
 
     def __init__(
         self,
@@ -43,7 +54,14 @@ class CancelProducer:
         queue: str = QUEUE,
         key_prefix: str = "cancelq",
         kill_queue: str = KILL_QUEUE,
+        *,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = REPLICA_TIMEOUT_MS,
     ) -> None:
+        if min_replicas < 0 or replica_timeout_ms <= 0:
+            raise ValueError("min_replicas must be >= 0 and replica_timeout_ms > 0")
+        self._min_replicas = min_replicas
+        self._replica_timeout_ms = replica_timeout_ms
         self._redis = client
         self._queue = queue
         self._kill_queue = kill_queue
@@ -56,9 +74,17 @@ class CancelProducer:
         queue: str = QUEUE,
         key_prefix: str = "cancelq",
         kill_queue: str = KILL_QUEUE,
+        *,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = REPLICA_TIMEOUT_MS,
     ) -> CancelProducer:
         return cls(
-            redis.Redis.from_url(url), queue=queue, key_prefix=key_prefix, kill_queue=kill_queue
+            redis.Redis.from_url(url),
+            queue=queue,
+            key_prefix=key_prefix,
+            kill_queue=kill_queue,
+            min_replicas=min_replicas,
+            replica_timeout_ms=replica_timeout_ms,
         )
 
     def enqueue(self, **fields: Any) -> str:
@@ -82,16 +108,40 @@ class CancelProducer:
         loses (a Redis restart at the wrong instant) is pushed again by the workers."""
         keys = self._outcomes.keys
         now = int(time.time() * 1000)
+        commands: list[Command] = [("LPUSH", queue, message) for message in messages.values()]
+        commands.append(("ZADD", keys.outbox(), *[x for rid in messages for x in (now, rid)]))
+        commands.append(("HSET", keys.outbox_messages(), *_flat(messages)))
         try:
-            with self._redis.pipeline(transaction=True) as pipe:
-                for message in messages.values():
-                    pipe.lpush(queue, message)
-                pipe.zadd(keys.outbox(), dict.fromkeys(messages, now))
-                copies: dict[Any, Any] = dict(messages)  # redis-py's mapping type is invariant
-                pipe.hset(keys.outbox_messages(), mapping=copies)
-                pipe.execute()
+            acked = run_transaction(
+                self._redis,
+                commands,
+                replicas=self._min_replicas,
+                timeout_ms=self._replica_timeout_ms,
+            )
+        except redis.exceptions.OutOfMemoryError as exc:
+            raise StoreFullError(
+                f"enqueue refused: Redis is out of memory (used memory over maxmemory): none of "
+                f"these {len(messages)} cancels was enqueued; enqueue them again once Redis has "
+                f"room"
+            ) from exc
         except redis.RedisError as exc:
             raise StoreError(f"enqueue failed: {exc}") from exc
+        if acked is not None:
+            self._check_replicas(acked, list(messages))
+
+    def _check_replicas(self, acked: int, request_ids: list[str]) -> None:
+        if acked >= self._min_replicas:
+            return
+        raise NotReplicatedError(
+            f"enqueued on the Redis master, but only {acked} of {self._min_replicas} replicas "
+            f"held it within {self._replica_timeout_ms} ms: it may not survive a failover. It "
+            f"stays queued; enqueue it again with the same requestId to be sure (the worker "
+            f"answers a repeated requestId once)",
+            acked=acked,
+            wanted=self._min_replicas,
+            timeout_ms=self._replica_timeout_ms,
+            request_ids=request_ids,
+        )
 
     def kill(
         self,
@@ -171,3 +221,8 @@ def prepare(fields: Mapping[str, Any]) -> dict[str, Any]:
     filled.setdefault("enqueuedAt", int(time.time() * 1000))
     parse_cancel(filled)
     return filled
+
+
+def _flat(mapping: Mapping[str, Any]) -> list[Any]:
+    """``{k: v}`` as ``[k, v, ...]`` (a command's arguments)."""
+    return [item for pair in mapping.items() for item in pair]

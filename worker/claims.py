@@ -126,7 +126,10 @@ class ClaimStore:
         With ``client`` (a pipeline) the script is only queued by SHA (run the pipeline with
         :func:`worker.scripted_pipeline.run_pipeline` and :attr:`scripts`); returns False then.
         """
-        claim = "" if account is None or identity is None else self._keys.claim(account, identity)
+        if account is None or identity is None:
+            claim = self._keys.no_claim()
+        else:
+            claim = self._keys.claim(account, identity)
         keys = [
             self._keys.outcome(outcome.requestId),
             self._keys.outbox(),

@@ -3,7 +3,8 @@
 -- KEYS[1]  outcome key of the request
 -- KEYS[2]  outbox zset (request id -> ms it was last seen waiting)
 -- KEYS[3]  outbox message hash (request id -> the message as pushed)
--- KEYS[4]  claim hash of the request's identity, or "" when the outcome settles no claim
+-- KEYS[4]  claim hash of the request's identity; a name no claim has (Keys.no_claim, or "")
+--          when the outcome settles no claim
 -- KEYS[5]  (optional, with 6 and 7) confirmation key of the request
 -- KEYS[6]  watch set of the (account, orderId) the confirmation follows
 -- KEYS[7]  pending confirmations zset (request id -> deadline ms)

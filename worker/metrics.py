@@ -15,6 +15,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from cancelq.besteffort import safely
+from cancelq.errors import STORE_ERROR_KINDS, StoreError
+
 #: Sub-millisecond (loopback simulator) to tens of seconds (retries with backoff).
 LATENCY_BUCKETS = (
     0.0005,
@@ -168,6 +171,18 @@ class Metrics:
             registry=r,
         )
 
+        self.store_errors = Counter(
+            "cancelq_store_errors",
+            "Redis failures the worker met and retried, by kind (oom, readonly, noperm,"
+            " unavailable, not_replicated, other).",
+            ["kind"],
+            registry=r,
+        )
+
+    def store_error(self, exc: StoreError) -> None:
+        """Count a Redis failure by its kind (best effort)."""
+        safely(self.store_errors.labels(exc.kind).inc)
+
     def prime(
         self,
         accounts: Iterable[str],
@@ -192,6 +207,8 @@ class Metrics:
                     self.exchange_responses.labels(account, category, endpoint, "0")
             self.dedup_hits.labels(account)
             self.account_halted.labels(account).set(0)
+        for kind in STORE_ERROR_KINDS:
+            self.store_errors.labels(kind)
         for field in ("enqueuedAt", "requestId"):
             for reason in ("implausible", "invalid"):
                 self.ignored_fields.labels(field, reason)

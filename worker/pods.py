@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.replies import as_text
 
@@ -50,9 +51,12 @@ class PodBeat:
         every_s: float,
         ttl_s: float,
         after_beat: Callable[[int], object] | None = None,
+        on_store_error: Callable[[StoreError], None] = lambda _: None,
     ) -> None:
         """``after_beat`` runs after every beat in the same thread, given the beat's Redis
-        clock in ms (the takeover sweep); its errors are logged, never end the beat."""
+        clock in ms (the takeover sweep); its errors are logged, never end the beat.
+        ``on_store_error`` counts a failed beat."""
+        self._on_store_error = on_store_error
         if ttl_s <= every_s:
             raise ValueError("the pod TTL must be longer than the beat interval")
         self.pod_id = pod_id
@@ -72,8 +76,11 @@ class PodBeat:
                 keys=[self._keys.pod(self.pod_id), self._keys.pods()],
                 args=[self.pod_id, self._ttl_ms],
             )
-        except redis.RedisError:
-            log.warning("pod heartbeat not written: redis unavailable")
+        except redis.RedisError as exc:
+            error = StoreError("pod heartbeat not written")
+            error.__cause__ = exc
+            self._on_store_error(error)
+            log.warning("pod heartbeat not written: redis %s", error.kind)
             return None
         return int(now_ms)
 

@@ -17,7 +17,7 @@ from cancelq.besteffort import safely
 from cancelq.bybit.client import ExchangeReply
 from cancelq.confirmations import Expectation
 from cancelq.contract import REQUEST_ID_RE, CancelRequest
-from cancelq.errors import StoreError
+from cancelq.errors import NotReplicatedError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.worker.decisions import Final
 from cancelq.worker.metrics import UNKNOWN_ACCOUNT
@@ -58,7 +58,7 @@ class Recorder:
         elif finals:
             ticket, final, _ = finals[0]
             request = ticket.request
-            self.rt.claims.finish(
+            self._settle(
                 outcomes[0],
                 account=request.account,
                 identity=request.identity,
@@ -89,7 +89,7 @@ class Recorder:
             startedAt=started,
             finishedAt=started,
         )
-        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
+        self._settle(outcome, account=None, identity=None, keep=False)
         safely(self.rt.metrics.dedup_hits.labels(request.account).inc)
         self._count(outcome)
         return outcome
@@ -116,13 +116,13 @@ class Recorder:
             startedAt=started,
             finishedAt=started,
         )
-        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
+        self._settle(outcome, account=None, identity=None, keep=False)
         self._count(outcome)
         return outcome
 
     def store_plain(self, outcome: Outcome) -> None:
         """Record an outcome that settles no claim (a kill request's own); counted, not logged."""
-        self.rt.claims.finish(outcome, account=None, identity=None, keep=False)
+        self._settle(outcome, account=None, identity=None, keep=False)
         account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT
         safely(self.rt.metrics.outcomes.labels(account, outcome.status.value).inc)
 
@@ -162,10 +162,66 @@ class Recorder:
                     expectation=self._expectation(outcome, request),
                 )
 
+        self._run(fill, [*claims.scripts, *also_scripts])
+
+    def _settle(
+        self,
+        outcome: Outcome,
+        *,
+        account: str | None,
+        identity: str | None,
+        keep: bool,
+        expectation: Expectation | None = None,
+    ) -> None:
+        """One outcome (``finish.lua``); then ``WAIT`` when ``CANCELQ_OUTCOME_MIN_REPLICAS``."""
+        claims = self.rt.claims
+        if not self.rt.settings.outcome_min_replicas:
+            claims.finish(
+                outcome, account=account, identity=identity, keep=keep, expectation=expectation
+            )
+            return
+        self._run(
+            lambda pipe: claims.finish(
+                outcome,
+                account=account,
+                identity=identity,
+                keep=keep,
+                client=pipe,
+                expectation=expectation,
+            ),
+            claims.scripts,
+        )
+
+    def _run(
+        self, fill: Callable[[redis.client.Pipeline], object], scripts: Sequence[Script]
+    ) -> None:
+        """Run the writes ``fill`` queues in one pipeline, ending with ``WAIT`` when outcomes
+        must reach replicas (same connection: WAIT counts this connection's writes). Fewer
+        replicas in time is counted and logged: the outcome is on the master; a failover before
+        a replica has it runs the cancel again from the queue (the exchange says "already
+        gone")."""
+        settings = self.rt.settings
+        replicas = settings.outcome_min_replicas
+
+        def fill_then_wait(pipe: redis.client.Pipeline) -> None:
+            fill(pipe)
+            if replicas:
+                pipe.wait(replicas, settings.outcome_replica_timeout_ms)
+
         try:
-            run_pipeline(self.rt.redis, fill, [*claims.scripts, *also_scripts])
+            replies = run_pipeline(self.rt.redis, fill_then_wait, scripts)
         except redis.RedisError as exc:
             raise StoreError(f"recording outcomes failed: {exc}") from exc
+        if replicas and int(replies[-1]) < replicas:
+            short = NotReplicatedError(
+                f"outcomes recorded on the master, but only {replies[-1]} of {replicas} "
+                f"replicas held them within {settings.outcome_replica_timeout_ms} ms",
+                acked=int(replies[-1]),
+                wanted=replicas,
+                timeout_ms=settings.outcome_replica_timeout_ms,
+            )
+            self.rt.metrics.store_error(short)
+            log.warning("%s", short)
 
     def _count(self, outcome: Outcome) -> None:
         account = outcome.account if outcome.account in self.rt.accounts else UNKNOWN_ACCOUNT

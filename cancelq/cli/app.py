@@ -47,6 +47,8 @@ def _producer(settings: Settings) -> CancelProducer:
         queue=settings.queue,
         key_prefix=settings.key_prefix,
         kill_queue=settings.kill_queue,
+        min_replicas=settings.enqueue_min_replicas,
+        replica_timeout_ms=settings.enqueue_replica_timeout_ms,
     )
 
 

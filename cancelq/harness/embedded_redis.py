@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,8 +75,17 @@ class RedisServer:
         data_dir: Path | None = None,
         password: str | None = None,
         tls: TlsFiles | None = None,
+        extra_args: Sequence[str] = (),
+        acl_file: Path | None = None,
+        username: str | None = None,
     ) -> None:
+        """``extra_args`` go to redis-server as they are (e.g. ``--maxmemory 2mb``).
+        ``acl_file``: the users (``--aclfile``); :attr:`url` then names ``username`` and
+        ``password``, one of its users (``--requirepass`` is not used)."""
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self.acl_file = acl_file
+        self.username = username
         self.tls = tls  # set: TLS only on ``port`` (no plain-text port), ``rediss://`` URL
         self.appendonly = appendonly
         self.password = password
@@ -85,7 +95,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        auth = f"{self.username or ''}:{self.password}@" if self.password else ""
         if self.tls is not None:
             query = f"ssl_cert_reqs=required&ssl_ca_certs={self.tls.ca_cert}"
             return f"rediss://{auth}127.0.0.1:{self.port}/0?{query}"
@@ -113,8 +123,11 @@ class RedisServer:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        if self.password:
+        if self.acl_file is not None:
+            args += ["--aclfile", str(self.acl_file)]
+        elif self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         if self.tls is not None:
             args[args.index("--port") + 1] = "0"
             args += [
@@ -160,6 +173,11 @@ class RedisServer:
     def kill(self) -> None:
         """SIGKILL: what a crash looks like."""
         self._end(signal.SIGKILL)
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the server (SIGSTOP / SIGCONT: a frozen server, then thawed)."""
+        if self._process is not None:
+            self._process.send_signal(sig)
 
     def restart(self, down_s: float = 0.0, *, hard: bool = False) -> None:
         self.kill() if hard else self.stop()

@@ -50,8 +50,43 @@ def test_redis_persists_with_aof_and_has_a_healthcheck() -> None:
     assert redis["image"].startswith("redis:7")
     assert redis["command"][-2:] == ["--appendonly", "yes"]
     assert any(v.endswith(":/data") and not v.startswith(".") for v in redis["volumes"])
-    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    check = redis["healthcheck"]["test"]
+    assert check[0] == "CMD-SHELL"
+    assert "redis-cli --user operator ping | grep -q PONG" in check[1]
     assert "ports" not in redis
+
+
+ROLE_OF = {"worker": "worker", "confirmer": "confirmer", "producer": "producer"}
+
+
+@pytest.mark.timeout(10)
+def test_redis_has_a_user_per_role_and_refuses_to_evict() -> None:
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    assert command[command.index("--aclfile") + 1] == "/tmp/users.acl"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert redis["entrypoint"][:5] == [
+        "sh",
+        "/etc/redis/render-acl",
+        "/etc/redis/users.acl",
+        "/tmp/users.acl",
+        "docker-entrypoint.sh",
+    ]
+    mounts = set(redis["volumes"])
+    assert "./deploy/redis/users.acl:/etc/redis/users.acl:ro" in mounts
+    assert "./deploy/redis/render-acl:/etc/redis/render-acl:ro" in mounts
+    for role in ("PRODUCER", "WORKER", "CONFIRMER", "OPERATOR"):
+        variable = f"CANCELQ_REDIS_{role}_PASSWORD"
+        assert redis["environment"][variable] == f"${{{variable}:?set {variable}}}"
+
+
+@pytest.mark.timeout(10)
+def test_each_cancelq_service_connects_as_its_roles_user() -> None:
+    for service, role in ROLE_OF.items():
+        url = SERVICES[service]["environment"]["CANCELQ_REDIS_URL"]
+        variable = f"CANCELQ_REDIS_{role.upper()}_PASSWORD"
+        assert url == f"redis://{role}:${{{variable}:?set {variable}}}@redis:6379/0", service
+    assert "CANCELQ_REDIS_URL" not in SERVICES["simulator"].get("environment", {})
 
 
 @pytest.mark.timeout(10)
@@ -93,7 +128,8 @@ def test_the_worker_scales_and_is_wired_to_redis_and_the_simulator() -> None:
     assert "container_name" not in worker
     assert "ports" not in worker
     env = worker["environment"]
-    assert env["CANCELQ_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["CANCELQ_REDIS_URL"].startswith("redis://worker:")
+    assert env["CANCELQ_REDIS_URL"].endswith("@redis:6379/0")
     assert env["CANCELQ_BYBIT_BASE_URL"] == "http://simulator:8080"
     assert env["CANCELQ_ACCOUNTS_FILE"] == "/etc/cancelq/accounts.toml"
     assert env["CANCELQ_METRICS_PORT"] == "9808"

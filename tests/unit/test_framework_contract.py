@@ -35,6 +35,7 @@ from celery.app.defaults import NAMESPACES, flatten
 from celery.worker.consumer import consumer as celery_consumer
 from celery.worker.consumer import tasks as celery_tasks
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual as kombu_virtual
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -42,7 +43,7 @@ from cancelq.keys import Keys
 from cancelq.settings import Settings
 from cancelq.worker.host.app import create_app
 from cancelq.worker.host.celery_consumer import Consumer
-from cancelq.worker.host.kombu_channel import Channel, Transport
+from cancelq.worker.host.kombu_channel import Channel, QoS, Transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -97,7 +98,15 @@ def test_the_copy_overrides_the_upstream_method_of_the_same_signature() -> None:
 
 @pytest.mark.parametrize(
     "attribute",
-    ["client", "connection_errors", "sep", "_queue_cycle", "_in_poll", "Message"],
+    [
+        "client",
+        "connection_errors",
+        "sep",
+        "_queue_cycle",
+        "_in_poll",
+        "Message",
+        "conn_or_acquire",
+    ],
 )
 def test_the_channel_attributes_the_copy_touches_exist(attribute: str) -> None:
     source = inspect.getsource(kombu_redis.Channel)
@@ -196,3 +205,23 @@ def test_every_celery_setting_cancelq_sets_exists() -> None:
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
     ours = set(app.conf.changes) - {"deprecated_settings"}  # Celery's own bookkeeping
     assert ours - known == set(), ours - known
+
+
+def test_the_qos_methods_cancelq_overrides_are_the_ones_kombu_calls() -> None:
+    """``worker/host/kombu_channel.py``'s QoS: kombu's ack and reject delete through
+    ``_remove_from_indices(delivery_tag, pipe=None)`` (a MULTI pipeline when no pipe is given,
+    which Redis refuses at maxmemory), and the channel builds its QoS from ``Channel.QoS``."""
+    assert list(inspect.signature(kombu_redis.QoS._remove_from_indices).parameters) == [
+        "self",
+        "delivery_tag",
+        "pipe",
+    ]
+    assert "_remove_from_indices(delivery_tag)" in inspect.getsource(kombu_redis.QoS.ack)
+    assert "self.QoS(" in inspect.getsource(kombu_virtual.Channel.qos.fget)
+    assert issubclass(QoS, kombu_redis.QoS)
+    assert Channel.QoS is QoS
+    assert list(inspect.signature(kombu_redis.QoS.reject).parameters) == [
+        "self",
+        "delivery_tag",
+        "requeue",
+    ]

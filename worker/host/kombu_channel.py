@@ -5,6 +5,15 @@ commands) or a JSON document that is not a message envelope raises inside the ev
 ends the worker ("Unrecoverable error"), the item already gone. Here such an item is a dead
 letter instead (``worker/dead_letters.py``), and the worker keeps consuming.
 
+A Redis at its ``maxmemory`` (``noeviction``) refuses every command queued in a ``MULTI``, even
+deletes, and every write that may grow memory (``OOM``). kombu records a popped message as
+unacked, and acks it, in a ``MULTI``: both raised in the event loop and ended the worker, the
+popped message only in its memory. Here a popped message whose record is refused is pushed back
+where it was popped from, waiting until Redis takes it (the consumer pops nothing more
+meanwhile: back pressure); an ack deletes without ``MULTI`` (ZREM and HDEL alone are allowed at
+maxmemory); a requeue Redis refuses leaves the message in the unacked hash, restored after the
+visibility timeout (or taken over when its process dies).
+
 ``worker/host/app.py`` names :class:`Transport` in the Celery config (``broker_transport``).
 This overrides a kombu internal (``_brpop_read``): the kombu version is pinned in
 ``pyproject.toml``.
@@ -12,11 +21,15 @@ This overrides a kombu internal (``_brpop_read``): the kombu version is pinned i
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual as kombu_virtual
 from kombu.utils.json import loads
 
 from cancelq.worker.dead_letters import Reason
@@ -29,9 +42,45 @@ from cancelq.worker.envelopes import (
 )
 from cancelq.worker.host.dead_letter_hook import record
 
+log = logging.getLogger(__name__)
+HAND_BACK_FIRST_S = 0.05
+HAND_BACK_MAX_S = 1.0
+HAND_BACK_LOG_EVERY_S = 10.0
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's unacked bookkeeping, usable while Redis is at its maxmemory."""
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        """kombu's (5.7) deletes of an acked message, in a plain pipeline when kombu does not
+        pass its own (its restore transaction does). The hash entry goes first: were Redis to
+        stop between the two, an index entry without its message is what kombu's restore
+        already drops."""
+        if pipe is not None:
+            return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        with self.channel.conn_or_acquire() as client:
+            return (
+                client.pipeline(transaction=False)
+                .hdel(self.unacked_key, delivery_tag)
+                .zrem(self.unacked_index_key, delivery_tag)
+            )
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+        except redis.exceptions.OutOfMemoryError:
+            log.error(
+                "Redis out of memory: a message to requeue stays in the unacked hash; it is "
+                "restored after the visibility timeout"
+            )
+            # forget it here, as kombu's reject does
+            kombu_virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
 
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel that turns unreadable queue items into dead letters."""
+
+    QoS = QoS
 
     def _readable(self, item: bytes | str) -> dict[str, Any] | None:
         """The envelope of a popped item, or None after recording it as a dead letter."""
@@ -73,18 +122,51 @@ class Channel(kombu_redis.Channel):
                 raise
             if not dest__item:
                 raise Empty()
-            dest, item = dest__item
-            dest = as_text(dest).rsplit(self.sep, 1)[0]
+            popped_from, item = dest__item
+            dest = as_text(popped_from).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             payload = self._readable(item)
             if payload is not None:
-                self.connection._deliver(payload, dest)
+                self._deliver_or_hand_back(payload, dest, as_text(popped_from), item)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
             flush: Callable[[], None] | None = getattr(self, "_flush_brpop_reauth", None)
             if flush is not None:
                 flush()
+
+    def _deliver_or_hand_back(
+        self, payload: dict[str, Any], dest: str, popped_from: str, item: bytes | str
+    ) -> None:
+        """Deliver; if Redis refuses the unacked record for want of memory (nothing of it is
+        written: it is one transaction), push the item back to the end it was popped from."""
+        try:
+            self.connection._deliver(payload, dest)
+        except redis.exceptions.OutOfMemoryError:
+            self._hand_back(popped_from, item)
+
+    def _hand_back(self, queue: str, item: bytes | str) -> None:
+        """``RPUSH`` until Redis takes it (BRPOP pops that end: it comes next again)."""
+        pause, since, logged = HAND_BACK_FIRST_S, time.monotonic(), 0.0
+        while True:
+            try:
+                with self.conn_or_acquire() as client:
+                    client.rpush(queue, item)
+                log.warning("Redis out of memory: a popped message went back to %s", queue)
+                return
+            except redis.RedisError as exc:
+                waited = time.monotonic() - since
+                if waited >= logged:
+                    log.error(
+                        "Redis refuses writes (%s): holding a popped message of %s for %.0f s, "
+                        "consuming nothing until it is back in its queue",
+                        type(exc).__name__,
+                        queue,
+                        waited,
+                    )
+                    logged = waited + HAND_BACK_LOG_EVERY_S
+            time.sleep(pause)
+            pause = min(pause * 2, HAND_BACK_MAX_S)
 
 
 class Transport(kombu_redis.Transport):

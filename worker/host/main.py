@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from celery import Celery
 from celery.signals import worker_ready, worker_shutting_down
 
+from cancelq.eviction import check_eviction_policy
 from cancelq.logs import configure_logging
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
@@ -50,6 +51,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         settings.log_level,
         [*runtime.secrets, *url_secrets(settings.redis_url)],
     )
+    check_eviction_policy(runtime.redis, allow=settings.allow_eviction, service="worker")
     app = create_app(settings, pod_id)
     provider = PipelineProvider(
         lambda: CancelPipeline(build_runtime(settings, metrics, pod_id=pod_id)),
@@ -84,6 +86,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         settings.queue,
         paused=runtime.ban.banned,
         wake_channel=runtime.keys.lanes_wake(),
+        on_store_error=metrics.store_error,
     )
     takeover = Takeover(
         runtime.redis,
@@ -100,6 +103,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         every_s=settings.pod_beat_s,
         ttl_s=settings.pod_ttl_s,
         after_beat=takeover.sweep,
+        on_store_error=metrics.store_error,
     )
     log.info("worker process %s", pod_id)
     app.steps["worker"].add(observer_step(observer, dispatcher, pod))

@@ -138,7 +138,9 @@ def _guarded(task: Task, pipeline: CancelPipeline, work: Callable[[], None]) -> 
     try:
         work()
     except (StoreError, redis.RedisError) as exc:
-        log.warning("%s; rescheduling", exc, extra={"requestId": task.request.id})
+        error = exc if isinstance(exc, StoreError) else _store_error(exc)
+        pipeline.rt.metrics.store_error(error)
+        log.warning("%s (%s); rescheduling", exc, error.kind, extra={"requestId": task.request.id})
         _reschedule(task, STORE_RETRY_S, pipeline.rt.settings.visibility_timeout_s / 2)
     except Exception as exc:  # a bug: retry a few times, then give up loudly
         log.exception("unexpected %s", type(exc).__name__, extra={"requestId": task.request.id})
@@ -152,6 +154,13 @@ def _guarded(task: Task, pipeline: CancelPipeline, work: Callable[[], None]) -> 
         _reschedule(task, UNEXPECTED_RETRY_S, pipeline.rt.settings.visibility_timeout_s / 2)
     finally:
         gauge.dec()
+
+
+def _store_error(exc: redis.RedisError) -> StoreError:
+    """A redis-py error that reached the task untranslated, as ours (its kind kept)."""
+    error = StoreError(str(exc))
+    error.__cause__ = exc
+    return error
 
 
 def _reschedule(task: Task, delay_s: float, patience_s: float) -> None:

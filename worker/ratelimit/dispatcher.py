@@ -33,9 +33,12 @@ class Dispatcher:
         paused: Callable[[], bool],
         wake_channel: str | None = None,
         idle_s: float = IDLE_LOOK_S,
+        on_store_error: Callable[[StoreError], None] = lambda _: None,
     ) -> None:
         """``wake_channel``: the pub/sub channel of :class:`LaneWake` (None: no wake-ups, the
-        dispatcher looks every ``idle_s`` at the latest)."""
+        dispatcher looks every ``idle_s`` at the latest); ``on_store_error`` counts a failed
+        round."""
+        self._on_store_error = on_store_error
         self._lanes = lanes
         self._queue = queue
         self._idle_s = idle_s
@@ -75,8 +78,9 @@ class Dispatcher:
             return BANNED_LOOK_S
         try:
             result = self._lanes.dispatch(self._queue)
-        except StoreError:
-            log.warning("dispatch failed; retrying", exc_info=True)
+        except StoreError as exc:
+            self._on_store_error(exc)
+            log.warning("dispatch failed (%s); retrying", exc.kind, exc_info=True)
             return 0.5
         if result.dispatched:
             return 0.0
