@@ -15,6 +15,8 @@ import os
 import re
 import secrets
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -241,3 +243,36 @@ def test_render_acl_refuses_a_missing_password(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CANCELQ_REDIS_WORKER_PASSWORD is not set" in result.stderr
     assert "started" not in result.stdout, "the server is not started without every user"
+
+
+def test_the_operators_console_runs_as_the_shipped_roles(stack: Stack, users: Users) -> None:
+    """`cancelq top` as the read-only operator; `halt`/`resume` (they write cancelq's state)
+    as the worker user, whose resume wakes the dispatchers on the one channel it may use."""
+    users.client("operator").execute_command("ACL", "LOG", "RESET")
+    worker = redis.Redis.from_url(users.url("worker"))
+    wake = worker.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    wake.subscribe(Keys().lanes_wake())
+    base = {**os.environ, "COLUMNS": "200"}
+    for role, argv in (
+        ("worker", ["halt", "main", "--reason", "acl drill", "--by", "ops@test"]),
+        ("operator", ["top", "--once"]),
+        ("worker", ["resume", "main", "--reason", "acl drill over", "--by", "ops@test"]),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "cancelq", *argv],
+            env={**base, "CANCELQ_REDIS_URL": users.url(role)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, f"{argv[0]} as {role}: {done.stderr[-2000:]}"
+        assert users.passwords[role] not in done.stdout + done.stderr
+        if argv[0] == "top":
+            assert "HALTED" in done.stdout, done.stdout
+    deadline = time.monotonic() + 5
+    while (message := wake.get_message(timeout=0.5)) is None and time.monotonic() < deadline:
+        pass
+    assert message is not None, "the resume woke no dispatcher"
+    wake.close()
+    assert refusals(users) == [], "Redis refused a command of the operator's console"
