@@ -27,6 +27,7 @@ from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, OutcomeReader
 from cancelq.producers import confirmations
 from cancelq.producers.message import encode_message
+from cancelq.redis_client import SentinelOptions, connect
 
 POLL_START_S = 0.005
 POLL_MAX_S = 0.1
@@ -56,10 +57,13 @@ class CancelProducer:
         queue: str = QUEUE,
         key_prefix: str = "cancelq",
         kill_queue: str = KILL_QUEUE,
+        *,
+        sentinel: SentinelOptions | None = None,
     ) -> CancelProducer:
-        return cls(
-            redis.Redis.from_url(url), queue=queue, key_prefix=key_prefix, kill_queue=kill_queue
-        )
+        """``url``: ``redis://``, ``rediss://`` or ``sentinel://`` (then ``sentinel`` names the
+        master, ``SentinelOptions("mymaster")``; ``cancelq/redis_client.py``)."""
+        client = connect(url, sentinel, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, queue=queue, key_prefix=key_prefix, kill_queue=kill_queue)
 
     def enqueue(self, **fields: Any) -> str:
         """Validate and enqueue one cancel; returns its ``requestId``."""

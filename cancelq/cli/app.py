@@ -47,6 +47,7 @@ def _producer(settings: Settings) -> CancelProducer:
         queue=settings.queue,
         key_prefix=settings.key_prefix,
         kill_queue=settings.kill_queue,
+        sentinel=settings.redis_sentinel(),
     )
 
 

@@ -5,9 +5,16 @@ commands) or a JSON document that is not a message envelope raises inside the ev
 ends the worker ("Unrecoverable error"), the item already gone. Here such an item is a dead
 letter instead (``worker/dead_letters.py``), and the worker keeps consuming.
 
-``worker/host/app.py`` names :class:`Transport` in the Celery config (``broker_transport``).
-This overrides a kombu internal (``_brpop_read``): the kombu version is pinned in
-``pyproject.toml``.
+The same checks run on kombu's Sentinel channel (``sentinel://``), which also survives a
+failover that stock kombu does not: a master demoted to a replica (Sentinel's ``REPLICAOF``
+when the old master comes back) ends every ``BRPOP`` blocked on it with ``UNBLOCKED ...``, a
+``ResponseError`` that kombu does not take for a lost connection, so the worker stopped
+("Unrecoverable error"); here that connection is dropped like a lost one, and the next
+``BRPOP`` asks the Sentinels for the new master.
+
+``worker/host/app.py`` names :class:`Transport` or :class:`SentinelTransport` in the Celery
+config (``broker_transport``). This overrides a kombu internal (``_brpop_read``): the kombu
+version is pinned in ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Callable
 from queue import Empty
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads
 
@@ -29,9 +37,13 @@ from cancelq.worker.envelopes import (
 )
 from cancelq.worker.host.dead_letter_hook import record
 
+#: What Redis answers a client blocked in BRPOP when the server turns into a replica.
+UNBLOCKED = "UNBLOCKED"
 
-class Channel(kombu_redis.Channel):
-    """kombu's Redis channel that turns unreadable queue items into dead letters."""
+
+class CheckedPops(kombu_redis.Channel):
+    """The override, on top of any kombu Redis channel: each popped item is checked, a
+    demoted master's ``UNBLOCKED`` is a lost connection."""
 
     def _readable(self, item: bytes | str) -> dict[str, Any] | None:
         """The envelope of a popped item, or None after recording it as a dead letter."""
@@ -71,6 +83,11 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            except redis.ResponseError as exc:
+                if not str(exc).startswith(UNBLOCKED):
+                    raise
+                self.client.connection.disconnect()
+                raise redis.ConnectionError("the master was demoted to a replica") from None
             if not dest__item:
                 raise Empty()
             dest, item = dest__item
@@ -87,7 +104,21 @@ class Channel(kombu_redis.Channel):
                 flush()
 
 
+class Channel(CheckedPops, kombu_redis.Channel):
+    """kombu's Redis channel (``redis://``, ``rediss://``) with the checked pops."""
+
+
+class SentinelChannel(CheckedPops, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (``sentinel://``) with the checked pops."""
+
+
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport (``redis://`` and ``rediss://``) with the checking channel."""
 
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport (``sentinel://``) with the checking channel."""
+
+    Channel = SentinelChannel
