@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,11 +75,13 @@ class RedisServer:
         data_dir: Path | None = None,
         password: str | None = None,
         tls: TlsFiles | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.tls = tls  # set: TLS only on ``port`` (no plain-text port), ``rediss://`` URL
         self.appendonly = appendonly
         self.password = password
+        self.extra_args = list(extra_args)  # e.g. --replicaof 127.0.0.1 <port>
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="cancelq-redis-")
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self._process: subprocess.Popen[bytes] | None = None
@@ -114,7 +117,8 @@ class RedisServer:
             str(self.data_dir / "redis.log"),
         ]
         if self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        args += self.extra_args
         if self.tls is not None:
             args[args.index("--port") + 1] = "0"
             args += [
@@ -160,6 +164,16 @@ class RedisServer:
     def kill(self) -> None:
         """SIGKILL: what a crash looks like."""
         self._end(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP: a server that hangs with its connections open (no RST, no FIN)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def restart(self, down_s: float = 0.0, *, hard: bool = False) -> None:
         self.kill() if hard else self.stop()
