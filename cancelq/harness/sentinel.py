@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import redis
 
@@ -105,8 +105,8 @@ class SentinelCluster:
     def master_port(self, index: int = 0) -> int | None:
         """The master's port as Sentinel ``index`` names it (None: it does not answer)."""
         try:
-            reply = self.sentinel_client(index).execute_command(
-                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
+            reply = _command(
+                self.sentinel_client(index), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
             )
         except redis.RedisError:
             return None
@@ -185,9 +185,7 @@ class SentinelCluster:
 
     def _sees(self, index: int, want: dict[str, int]) -> bool:
         try:
-            state = self.sentinel_client(index).execute_command(
-                "SENTINEL", "MASTER", self.master_name
-            )
+            state = _command(self.sentinel_client(index), "SENTINEL", "MASTER", self.master_name)
         except redis.RedisError:
             return False
         if isinstance(state, list):  # RESP2: a flat list of names and values
@@ -214,7 +212,7 @@ class SentinelCluster:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self.sentinel_client().execute_command("SENTINEL", "FAILOVER", self.master_name)
+                _command(self.sentinel_client(), "SENTINEL", "FAILOVER", self.master_name)
                 return
             except redis.ResponseError as exc:
                 if "INPROG" not in str(exc) and "NOGOODSLAVE" not in str(exc):
@@ -233,7 +231,7 @@ class SentinelCluster:
                 (port,) = ports
                 server = self.server(int(port))  # type: ignore[arg-type]
                 try:
-                    role = self.data_client(server).execute_command("ROLE")
+                    role = _command(self.data_client(server), "ROLE")
                 except redis.RedisError:
                     role = None
                 if role and role[0] == "master":
@@ -261,12 +259,17 @@ class SentinelCluster:
         self.close()
 
 
+def _command(client: redis.Redis, *args: str) -> Any:
+    """One raw command (Sentinel's and ROLE have no typed method in redis-py)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 def roles(cluster: SentinelCluster, servers: Sequence[RedisServer]) -> list[str]:
     """Each server's ROLE (``master``, ``slave``, or ``down``)."""
     found = []
     for server in servers:
         try:
-            found.append(str(cluster.data_client(server).execute_command("ROLE")[0]))
+            found.append(str(_command(cluster.data_client(server), "ROLE")[0]))
         except redis.RedisError:
             found.append("down")
     return found
