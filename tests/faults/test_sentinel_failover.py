@@ -275,19 +275,26 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     outcomes = wait_final(stack, acked, 60)
     missing = [rid for rid in acked if rid not in outcomes]
     statuses = Counter(o.status.value for o in outcomes.values())
-    late = producer.enqueue_many(
-        cancels("desk1", place(stack, "desk1", "thawed", 5, "spot"), "spot")
+    per_identity = Counter(
+        n
+        for alias in KEYS
+        for link, n in exchange_counts(stack, alias).items()
+        if link.startswith("stop-")
     )
+    thawed = place(stack, "desk1", "thawed", 5, "spot")
+    late = producer.enqueue_many(cancels("desk1", thawed, "spot"))
     late_outcomes = wait_final(stack, late, 30)
     print(
         f"\n[sentinel-sigstop] master frozen 6s: promoted {new.port} {promoted_s:.2f}s after "
         f"the freeze, the old one back as a replica; acknowledged={len(acked)} "
         f"final={len(acked) - len(missing)} statuses={dict(statuses)} "
+        f"exchange-sends-per-identity={dict(sorted(per_identity.items()))} "
         f"enqueue-failures-retried={dict(load.failures)}"
     )
     assert len(acked) == 300
     assert not missing, missing[:10]
     assert set(statuses) <= {s.value for s in FINAL_OK}
+    assert max(per_identity) <= REPEAT_BOUND
     assert len(late_outcomes) == 5, "the same producer after the thaw"
     assert [w.pid for w in stack.workers if w.alive()] == pids, "no worker died or restarted"
     assert "Unrecoverable error" not in stack.logs()
