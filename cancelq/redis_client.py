@@ -69,6 +69,8 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     nodes: list[tuple[str, int]] = []
     for index, part in enumerate(parts, 1):
         split = urlsplit(part)
+        if "," in split.netloc.rpartition("@")[2]:
+            raise ValueError(f"part {index}: one Sentinel per sentinel:// part, ';'-separated")
         if split.scheme.lower() != SENTINEL_SCHEME:
             raise ValueError(f"part {index} is not a sentinel:// address (parts are ';'-separated)")
         try:

@@ -17,7 +17,11 @@ in production:
 * kombu's unacked bookkeeping (hash ``unacked`` of delivery tag -> [message, exchange,
   routing key], index ``unacked_index``), which the outbox rescue and the queue gauges read;
 * Celery's consumer hooks cancelq overrides (their names, signatures and call sites), and the
-  Celery settings cancelq sets.
+  Celery settings cancelq sets;
+* kombu's Sentinel channel, which cancelq's checked pops are mixed into: it must stay a
+  subclass of the plain channel that does not override ``_brpop_read`` itself, build its pool
+  in ``_sentinel_managed_pool`` from the ``master_name`` and ``sentinel_kwargs`` options, and
+  pick its TLS connection class from ``connection_class_ssl`` (``broker_use_ssl``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from cancelq.keys import Keys
 from cancelq.settings import Settings
 from cancelq.worker.host.app import create_app
 from cancelq.worker.host.celery_consumer import Consumer
-from cancelq.worker.host.kombu_channel import Channel, Transport
+from cancelq.worker.host.kombu_channel import (
+    Channel,
+    CheckedPops,
+    SentinelChannel,
+    SentinelTransport,
+    Transport,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -196,3 +206,33 @@ def test_every_celery_setting_cancelq_sets_exists() -> None:
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
     ours = set(app.conf.changes) - {"deprecated_settings"}  # Celery's own bookkeeping
     assert ours - known == set(), ours - known
+
+
+# -- the Sentinel channel -----------------------------------------------------------------------
+
+
+def test_kombus_sentinel_channel_inherits_the_brpop_read_cancelq_replaces() -> None:
+    assert issubclass(kombu_redis.SentinelChannel, kombu_redis.Channel)
+    assert "_brpop_read" not in vars(kombu_redis.SentinelChannel)
+    assert SentinelChannel._brpop_read is Channel._brpop_read
+    mro = SentinelChannel.__mro__
+    assert mro.index(CheckedPops) < mro.index(kombu_redis.SentinelChannel)
+    assert issubclass(SentinelTransport, kombu_redis.SentinelTransport)
+    assert SentinelTransport.Channel is SentinelChannel
+    assert SentinelTransport.default_port == 26379
+
+
+@pytest.mark.parametrize("option", ["master_name", "sentinel_kwargs"])
+def test_kombus_sentinel_channel_reads_the_options_cancelq_sets(option: str) -> None:
+    assert option in kombu_redis.SentinelChannel.from_transport_options
+    pool = inspect.getsource(kombu_redis.SentinelChannel._sentinel_managed_pool)
+    assert f"getattr(self, '{option}'" in pool
+
+
+def test_kombus_sentinel_channel_asks_every_sentinel_of_the_url_for_the_master() -> None:
+    pool = inspect.getsource(kombu_redis.SentinelChannel._sentinel_managed_pool)
+    assert "self.connection.client.alt" in pool, "every ';'-part of the URL is a Sentinel"
+    assert ".master_for(" in pool
+    assert "_sentinel_managed_pool" in inspect.getsource(kombu_redis.SentinelChannel._get_pool)
+    assert kombu_redis.SentinelChannel.connection_class_ssl is not None
+    assert "self.connection_class_ssl" in inspect.getsource(kombu_redis.Channel._connparams)
