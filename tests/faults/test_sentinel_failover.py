@@ -52,6 +52,11 @@ SIM_ARGS = ("--ip-limit", "10000000")
 WINDOW_MS = 1000.0
 #: The README's bound: only a request cut off mid-HTTP is sent a second time.
 REPEAT_BOUND = 2
+#: How long the master is frozen: past the failover and cancelq's own clients' socket
+#: timeout (5 s), shorter than kombu's BRPOP check (1 s + health_check_interval 10 s).
+FROZEN_S = 8.0
+#: Consumption resumes at the latest this long after the old master is back (as a replica).
+AFTER_THAW_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -252,21 +257,24 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
 def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     stack: Stack, cluster: SentinelCluster
 ) -> None:
-    """SIGSTOP: no RST, no FIN (celery/celery#6348's lost-but-open connection). Every process
-    gives up on it after its socket timeout; Sentinel fails over; SIGCONT: Sentinel demotes it,
-    and whatever still held a connection to it gets READONLY and reconnects to the new one."""
+    """SIGSTOP: no RST, no FIN (celery/celery#6348's lost-but-open connection). cancelq's own
+    clients give up on it after their socket timeout and find the new master; Celery's consumer
+    waits on its BRPOP; SIGCONT: Sentinel demotes it (closing its clients' connections), and
+    whatever still talks to it gets READONLY or UNBLOCKED, both taken as a lost connection."""
     pids = [w.pid for w in stack.workers if w.alive()]
     batches, _ = _plan(stack, "stop", 300)
     producer = stack.producer
-    load = Load([producer], batches, 6.0)
+    load = Load([producer], batches, 8.0)
+    since_ms = time.time() * 1000
     threads = load.run()
     time.sleep(2.0)
     old = cluster.master()
+    frozen_ms = time.time() * 1000
     frozen_at = time.monotonic()
     old.freeze()
     new = cluster.wait_failover(old)
     promoted_s = time.monotonic() - frozen_at
-    time.sleep(max(0.0, 6.0 - (time.monotonic() - frozen_at)))
+    time.sleep(max(0.0, FROZEN_S - (time.monotonic() - frozen_at)))
     old.thaw()
     assert wait_until(lambda: roles(cluster, [old]) == ["slave"], 20), "not demoted"
     for thread in threads:
@@ -284,9 +292,11 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     thawed = place(stack, "desk1", "thawed", 5, "spot")
     late = producer.enqueue_many(cancels("desk1", thawed, "spot"))
     late_outcomes = wait_final(stack, late, 30)
+    resume_s = _resume_s(stack, since_ms, frozen_ms)
     print(
-        f"\n[sentinel-sigstop] master frozen 6s: promoted {new.port} {promoted_s:.2f}s after "
-        f"the freeze, the old one back as a replica; acknowledged={len(acked)} "
+        f"\n[sentinel-sigstop] master frozen {FROZEN_S:.0f}s: promoted {new.port} "
+        f"{promoted_s:.2f}s after the freeze; cancels at the exchange again {resume_s:.2f}s "
+        f"after it; the old one back as a replica; acknowledged={len(acked)} "
         f"final={len(acked) - len(missing)} statuses={dict(statuses)} "
         f"exchange-sends-per-identity={dict(sorted(per_identity.items()))} "
         f"enqueue-failures-retried={dict(load.failures)}"
@@ -295,6 +305,7 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     assert not missing, missing[:10]
     assert set(statuses) <= {s.value for s in FINAL_OK}
     assert max(per_identity) <= REPEAT_BOUND
+    assert resume_s < FROZEN_S + AFTER_THAW_S
     assert len(late_outcomes) == 5, "the same producer after the thaw"
     assert [w.pid for w in stack.workers if w.alive()] == pids, "no worker died or restarted"
     assert "Unrecoverable error" not in stack.logs()

@@ -236,3 +236,20 @@ def test_kombus_sentinel_channel_asks_every_sentinel_of_the_url_for_the_master()
     assert "_sentinel_managed_pool" in inspect.getsource(kombu_redis.SentinelChannel._get_pool)
     assert kombu_redis.SentinelChannel.connection_class_ssl is not None
     assert "self.connection_class_ssl" in inspect.getsource(kombu_redis.Channel._connparams)
+
+
+def test_celerys_reconnect_goes_through_the_ensure_connection_cancelq_paces() -> None:
+    """worker/host/celery_consumer.py passes its own intervals to kombu's ensure_connection."""
+    from kombu import Connection
+
+    from cancelq.worker.host.celery_consumer import RECONNECT_INTERVALS
+
+    ensure = inspect.getsource(celery_consumer.Consumer.ensure_connected)
+    assert "conn.ensure_connection(" in ensure
+    assert "interval_start" not in ensure, "Celery passes no intervals of its own"
+    parameters = inspect.signature(Connection._ensure_connection).parameters
+    assert set(RECONNECT_INTERVALS) <= set(parameters)
+    assert "self._ensure_connection(*args, **kwargs)" in inspect.getsource(
+        Connection.ensure_connection
+    )
+    assert "ensure_connected" in vars(Consumer)
