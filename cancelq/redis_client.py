@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.sentinel import Sentinel
 
+from cancelq.errors import ConfigError
+
 SENTINEL_SCHEME = "sentinel"
 SENTINEL_PORT = 26379
 #: Connection options that also apply to the connections to the Sentinels themselves.
@@ -110,12 +112,18 @@ def url_passwords(url: str | None) -> list[str]:
 def connect(url: str, sentinel: SentinelOptions | None = None, **options: Any) -> redis.Redis:
     """A client of the server the URL names; ``options`` are redis-py's connection options
     (timeouts, ``decode_responses``, ``health_check_interval`` ...), the same for every
-    scheme. A ``sentinel://`` URL needs ``sentinel`` (ValueError without it)."""
+    scheme. A ``sentinel://`` URL needs ``sentinel``; ConfigError without it, or when the URL
+    cannot be read."""
     if not is_sentinel(url):
         return redis.Redis.from_url(url, **options)
     if sentinel is None:
-        raise ValueError("a sentinel:// URL needs the master's name: CANCELQ_REDIS_SENTINEL_MASTER")
-    parsed = parse_sentinel_url(url)
+        raise ConfigError(
+            "a sentinel:// URL needs the master's name: CANCELQ_REDIS_SENTINEL_MASTER"
+        )
+    try:
+        parsed = parse_sentinel_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"CANCELQ_REDIS_URL: {exc}") from None
     tls = _tls_options(sentinel) if sentinel.tls else {}
     to_sentinels: dict[str, Any] = {k: options[k] for k in _SOCKET_OPTIONS if k in options}
     if sentinel.password:

@@ -92,8 +92,11 @@ def test_sentinel_tls_verifies_the_sentinels_and_the_master() -> None:
 
 
 def test_a_sentinel_url_without_options_is_refused() -> None:
-    with pytest.raises(ValueError, match="CANCELQ_REDIS_SENTINEL_MASTER"):
+    with pytest.raises(ConfigError, match="CANCELQ_REDIS_SENTINEL_MASTER"):
         connect(URL)
+    with pytest.raises(ConfigError, match="CANCELQ_REDIS_URL: part 2") as raised:
+        connect("sentinel://:pw-secret-2@s1;redis://s2", SentinelOptions("m"))
+    assert "pw-secret-2" not in str(raised.value)
 
 
 def test_redis_urls_are_read_as_before() -> None:
