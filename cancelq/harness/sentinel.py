@@ -73,6 +73,7 @@ class SentinelCluster:
         ]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
+        self._clients: dict[int, redis.Redis] = {}  # by port
 
     def _dir(self, name: str) -> Path:
         path = self.workdir / name
@@ -94,13 +95,17 @@ class SentinelCluster:
         return SentinelOptions(self.master_name, password=self.sentinel_password)
 
     def sentinel_client(self, index: int = 0) -> redis.Redis:
-        return redis.Redis(
-            "127.0.0.1",
-            self.sentinel_ports[index],
-            password=self.sentinel_password,
-            socket_timeout=2,
-            decode_responses=True,
-        )
+        """A client of Sentinel ``index`` (one per Sentinel, closed with the cluster)."""
+        port = self.sentinel_ports[index]
+        if port not in self._clients:
+            self._clients[port] = redis.Redis(
+                "127.0.0.1",
+                port,
+                password=self.sentinel_password,
+                socket_timeout=2,
+                decode_responses=True,
+            )
+        return self._clients[port]
 
     def master_port(self, index: int = 0) -> int | None:
         """The master's port as Sentinel ``index`` names it (None: it does not answer)."""
@@ -125,7 +130,12 @@ class SentinelCluster:
         return found
 
     def data_client(self, server: RedisServer) -> redis.Redis:
-        return redis.Redis.from_url(server.url, socket_timeout=2, decode_responses=True)
+        """A client of that server (one per server, closed with the cluster)."""
+        if server.port not in self._clients:
+            self._clients[server.port] = redis.Redis.from_url(
+                server.url, socket_timeout=2, decode_responses=True
+            )
+        return self._clients[server.port]
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -240,6 +250,9 @@ class SentinelCluster:
         raise TimeoutError(f"no failover away from port {old.port} in {timeout_s}s")
 
     def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
         for process in self._sentinels:
             end_process(process, signal.SIGTERM, timeout_s=10)
         self._sentinels.clear()

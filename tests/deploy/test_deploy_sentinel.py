@@ -184,8 +184,8 @@ def test_the_compose_sentinel_set_runs_and_cancelq_reaches_the_master_through_it
     producer = CancelProducer.from_url(settings.redis_url, sentinel=settings.redis_sentinel())
     rid = producer.enqueue(account="main", category="spot", symbol="BTCUSDT", orderId="1")
     assert producer.outcome(rid) is None
-    master = redis.Redis(port=ports["redis"])
-    assert master.llen("cancelq") == 1, "the master the Sentinels name is the compose master"
+    with redis.Redis(port=ports["redis"]) as master:
+        assert master.llen("cancelq") == 1, "the master the Sentinels name is the compose master"
 
 
 # --- k8s overlay ------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -83,6 +82,14 @@ def test_worker_producer_and_cli_over_the_sentinels(stack: Stack, cluster: Senti
         assert secret not in stack.logs()
 
 
+def test_the_confirmer_over_the_sentinels(stack: Stack) -> None:
+    stack.start_confirmer()
+    rid = stack.producer.enqueue(**cancel(orderId=stack.place()))
+    record = stack.producer.wait_confirmation(rid, 30)
+    assert record.result.value == "confirmed_cancelled"
+    assert SENTINEL_PASSWORD not in stack.confirmers[0].log_text()
+
+
 def test_a_sentinel_url_without_a_master_name_is_refused_naming_the_variable(
     stack: Stack,
 ) -> None:
@@ -144,16 +151,14 @@ def test_a_master_demoted_under_a_blocked_brpop_is_a_lost_connection(
     error (Celery: "Unrecoverable error", the worker stops); cancelq's channel as a lost
     connection, which Celery reconnects from."""
     with RedisServer() as master, RedisServer() as other:
-        connection = Connection(master.url, transport=transport)
+        # one BRPOP blocked for 30 s: the demotion lands on it, not between two of them
+        connection = Connection(
+            master.url, transport=transport, transport_options={"polling_interval": 30}
+        )
         with connection.Consumer([Queue("demoted")], callbacks=[], accept=["json"]):
-            timer = threading.Timer(
-                1.0,
-                lambda: redis.Redis.from_url(master.url).execute_command(
-                    "REPLICAOF", "127.0.0.1", str(other.port)
-                ),
-            )
+            timer = threading.Timer(1.0, _demote, args=(master, other))
             timer.start()
-            raised = _drain_until_it_raises(connection, 10)
+            raised = _drain_until_it_raises(connection, 5)
             timer.join()
         assert raised is not None, "the demotion went unnoticed"
         assert "UNBLOCKED" in str(raised) or "demoted" in str(raised)
@@ -162,11 +167,16 @@ def test_a_master_demoted_under_a_blocked_brpop_is_a_lost_connection(
 
 
 def _drain_until_it_raises(connection: Connection, timeout_s: float) -> Exception | None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        try:
-            with contextlib.suppress(TimeoutError, socket.timeout):
-                connection.drain_events(timeout=1)
-        except Exception as exc:
-            return exc
+    """One poll (kombu runs its own scripts between polls: on a replica they fail READONLY
+    too, which is not what this checks)."""
+    try:
+        with contextlib.suppress(TimeoutError, socket.timeout):
+            connection.drain_events(timeout=timeout_s)
+    except Exception as exc:  # which kind is what the test checks
+        return exc
     return None
+
+
+def _demote(master: RedisServer, to: RedisServer) -> None:
+    with redis.Redis.from_url(master.url) as client:
+        client.execute_command("REPLICAOF", "127.0.0.1", str(to.port))

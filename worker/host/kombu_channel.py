@@ -43,7 +43,7 @@ UNBLOCKED = "UNBLOCKED"
 
 class CheckedPops(kombu_redis.Channel):
     """The override, on top of any kombu Redis channel: each popped item is checked, a
-    demoted master's ``UNBLOCKED`` is a lost connection."""
+    demoted master's ``UNBLOCKED`` or ``READONLY`` is a lost connection."""
 
     def _readable(self, item: bytes | str) -> dict[str, Any] | None:
         """The envelope of a popped item, or None after recording it as a dead letter."""
@@ -84,7 +84,7 @@ class CheckedPops(kombu_redis.Channel):
                 self.client.connection.disconnect()
                 raise
             except redis.ResponseError as exc:
-                if not str(exc).startswith(UNBLOCKED):
+                if not _demoted(exc):
                     raise
                 self.client.connection.disconnect()
                 raise redis.ConnectionError("the master was demoted to a replica") from None
@@ -102,6 +102,12 @@ class CheckedPops(kombu_redis.Channel):
             flush: Callable[[], None] | None = getattr(self, "_flush_brpop_reauth", None)
             if flush is not None:
                 flush()
+
+
+def _demoted(exc: redis.ResponseError) -> bool:
+    """A blocked BRPOP's ``UNBLOCKED``, or ``READONLY`` for one sent after the demotion (over
+    Sentinel, redis-py already turns the latter into a ConnectionError)."""
+    return isinstance(exc, redis.ReadOnlyError) or str(exc).startswith(UNBLOCKED)
 
 
 class Channel(CheckedPops, kombu_redis.Channel):
