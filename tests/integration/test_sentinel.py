@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,8 +24,10 @@ from kombu import Connection, Queue
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.sentinel import SentinelCluster, roles
 from cancelq.harness.stack import sentinel_env
+from cancelq.keys import Keys
 from cancelq.worker.claims import _script as claims_script
 from cancelq.worker.host.kombu_channel import Transport
+from cancelq.worker.pods import PodBeat
 from tests.support import Stack, cancel, suite_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -180,3 +183,26 @@ def _drain_until_it_raises(connection: Connection, timeout_s: float) -> Exceptio
 def _demote(master: RedisServer, to: RedisServer) -> None:
     with redis.Redis.from_url(master.url) as client:
         client.execute_command("REPLICAOF", "127.0.0.1", str(to.port))
+
+
+def test_after_an_outage_a_pod_judges_the_others_only_once_it_beat_a_ttl_again() -> None:
+    """A failover leaves every pod key expired on the new master (nobody could beat): the
+    first pod back must not take the others for dead before they had a TTL to beat again."""
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=1)
+        sweeps: list[float] = []
+        pulse = PodBeat(
+            client, Keys(), "pod-a", every_s=0.1, ttl_s=0.6, after_beat=lambda: sweeps.append(1)
+        )
+        pulse.start()
+        assert not pulse.steady(), "a pod just started has not seen the others beat yet"
+        assert wait_until(lambda: bool(sweeps), 3), "steady after a TTL: it sweeps"
+        server.stop()
+        assert wait_until(lambda: not pulse.steady(), 3)
+        server.start()
+        back = time.monotonic()
+        sweeps.clear()
+        assert wait_until(lambda: bool(sweeps), 5)
+        assert time.monotonic() - back >= 0.6, "no sweep within a TTL of the outage's end"
+        pulse.stop()
+        client.close()
