@@ -253,3 +253,26 @@ def test_celerys_reconnect_goes_through_the_ensure_connection_cancelq_paces() ->
         Connection.ensure_connection
     )
     assert "ensure_connected" in vars(Consumer)
+
+
+def test_kombus_failover_takes_the_transport_from_the_scheme_cancelq_claims() -> None:
+    """kombu switches to the next ';'-part on a lost connection and re-reads the transport from
+    its scheme: ``sentinel`` must name cancelq's transport (worker/host/kombu_channel.py)."""
+    from kombu import Connection
+    from kombu import transport as kombu_transports
+
+    from cancelq.worker.host.kombu_channel import SENTINEL_TRANSPORT
+
+    switch = inspect.getsource(Connection.switch)
+    assert "parse_url(conn_str)" in switch
+    assert "TRANSPORT_ALIASES[transport]" in inspect.getsource(kombu_transports.resolve_transport)
+    create_app(
+        Settings(
+            redis_url="sentinel://127.0.0.1:1;sentinel://127.0.0.1:2", redis_sentinel_master="m"
+        )
+    )
+    assert kombu_transports.TRANSPORT_ALIASES["sentinel"] == SENTINEL_TRANSPORT
+    connection = Connection("sentinel://127.0.0.1:1;sentinel://127.0.0.1:2")
+    connection.switch("sentinel://127.0.0.1:2")
+    assert connection.transport_cls == "sentinel"
+    assert kombu_transports.resolve_transport("sentinel") is SentinelTransport

@@ -13,6 +13,7 @@ from cancelq.errors import ConfigError
 from cancelq.keys import Keys
 from cancelq.redis_client import broker_ssl, broker_transport_options
 from cancelq.settings import Settings
+from cancelq.worker.host.kombu_channel import SENTINEL_TRANSPORT, claim_sentinel_scheme
 
 
 def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
@@ -69,11 +70,7 @@ def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
         # items (garbage pushed with plain Redis commands, non-envelopes, oversized items) into
         # dead letters; stock kombu raises in the event loop and the worker exits with the item
         # gone. Its Sentinel variant also reconnects when the master is demoted under a BRPOP.
-        broker_transport=(
-            "cancelq.worker.host.kombu_channel:SentinelTransport"
-            if settings.redis_sentinel() is not None
-            else "cancelq.worker.host.kombu_channel:Transport"
-        ),
+        broker_transport=_transport(settings),
         # Celery's consumer with hooks that record every message it would drop (decode errors,
         # unknown tasks, pickle and other refused content types) as a dead letter.
         worker_consumer="cancelq.worker.host.celery_consumer:Consumer",
@@ -105,6 +102,13 @@ SOCKET_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 5,
     "socket_timeout": 10,
 }
+
+
+def _transport(settings: Settings) -> str:
+    if settings.redis_sentinel() is None:
+        return "cancelq.worker.host.kombu_channel:Transport"
+    claim_sentinel_scheme()  # kombu's failover between the ';'-parts keeps this transport
+    return SENTINEL_TRANSPORT
 
 
 def _sentinel(settings: Settings) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from queue import Empty
 from typing import Any
 
 import redis
+from kombu import transport as kombu_transports
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import loads
 
@@ -128,3 +129,15 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     """kombu's Sentinel transport (``sentinel://``) with the checking channel."""
 
     Channel = SentinelChannel
+
+
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
+
+
+def claim_sentinel_scheme() -> None:
+    """Make ``sentinel://`` name :class:`SentinelTransport` in this process. kombu reads each
+    ``;``-part of the broker URL as a Sentinel *and* as a failover URL: on a lost connection it
+    switches to the next part, and a switch takes the transport from the URL's scheme, which
+    named kombu's own Sentinel transport (this channel's checks gone after the first
+    failover; the fault tier then saw the consumer stall)."""
+    kombu_transports.TRANSPORT_ALIASES["sentinel"] = SENTINEL_TRANSPORT
