@@ -52,11 +52,9 @@ SIM_ARGS = ("--ip-limit", "10000000")
 WINDOW_MS = 1000.0
 #: The README's bound: only a request cut off mid-HTTP is sent a second time.
 REPEAT_BOUND = 2
-#: How long the master is frozen: past the failover and cancelq's own clients' socket
-#: timeout (5 s), shorter than kombu's BRPOP check (1 s + health_check_interval 10 s).
-FROZEN_S = 8.0
-#: Consumption resumes at the latest this long after the old master is back (as a replica).
-AFTER_THAW_S = 10.0
+#: How long the master is frozen: past the failover, every socket timeout and kombu's BRPOP
+#: check, so the processes must recover from the failover alone (celery/celery#6348).
+FROZEN_S = 12.0
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +256,10 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     stack: Stack, cluster: SentinelCluster
 ) -> None:
     """SIGSTOP: no RST, no FIN (celery/celery#6348's lost-but-open connection). cancelq's own
-    clients give up on it after their socket timeout and find the new master; Celery's consumer
-    waits on its BRPOP; SIGCONT: Sentinel demotes it (closing its clients' connections), and
-    whatever still talks to it gets READONLY or UNBLOCKED, both taken as a lost connection."""
+    clients give up on it after their socket timeout, the consumer's BRPOP after kombu's check,
+    and both find the new master before it comes back; SIGCONT: Sentinel demotes it (closing
+    its clients' connections), and whatever still talks to it gets READONLY or UNBLOCKED, both
+    taken as a lost connection."""
     pids = [w.pid for w in stack.workers if w.alive()]
     batches, _ = _plan(stack, "stop", 300)
     producer = stack.producer
@@ -308,7 +307,7 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     assert not missing, missing[:10]
     assert set(statuses) <= {s.value for s in FINAL_OK}
     assert max(per_identity) <= REPEAT_BOUND
-    assert resume_s < FROZEN_S + AFTER_THAW_S
+    assert resume_s < FROZEN_S, "consumption resumed only when the old master came back"
     assert len(late_outcomes) == 5, "the same producer after the thaw"
     assert [w.pid for w in stack.workers if w.alive()] == pids, "no worker died or restarted"
     assert "Unrecoverable error" not in stack.logs()
