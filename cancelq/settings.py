@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cancelq.contract import KILL_QUEUE, QUEUE
 from cancelq.errors import ConfigError
+from cancelq.redis_client import SentinelOptions, is_sentinel, parse_sentinel_url, url_passwords
 
 TESTNET_URL = "https://api-testnet.bybit.com"
 S = TypeVar("S", bound=BaseSettings)
@@ -27,7 +28,20 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = None
-    """Broker, dedup, limiter and outcome store. None: the demo starts an embedded Redis."""
+    """Broker, dedup, limiter and outcome store: ``redis://``, ``rediss://`` (TLS) or
+    ``sentinel://host:26379;sentinel://host2:26379;...`` (the Sentinels of a replicated
+    Redis; ``cancelq/redis_client.py``). None: the demo starts an embedded Redis."""
+    redis_sentinel_master: str | None = Field(None, validate_default=True)
+    """With a ``sentinel://`` URL (required then): the name the Sentinels monitor the master
+    under."""
+    redis_sentinel_password: SecretStr | None = Field(None, validate_default=True)
+    """With a ``sentinel://`` URL: the Sentinels' own password (the data password is in the
+    URL). None: the Sentinels ask for none."""
+    redis_sentinel_tls: bool = Field(False, validate_default=True)
+    """With a ``sentinel://`` URL: TLS to the Sentinels and to the master, certificates
+    verified (against ``redis_sentinel_ca_file``, else the system CAs)."""
+    redis_sentinel_ca_file: Path | None = Field(None, validate_default=True)
+    """PEM of the CAs the Sentinels' and the master's certificates are verified against."""
     bybit_base_url: str = TESTNET_URL
     """Exchange REST base; testnet by default, never mainnet."""
     bybit_ws_url: str = "wss://stream-testnet.bybit.com/v5/private"
@@ -140,6 +154,30 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(5.0, gt=0)
     """How often the worker refreshes the heartbeat and samples queue depth (seconds)."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _readable_sentinel_url(cls, url: str | None) -> str | None:
+        if url is not None and is_sentinel(url):
+            parse_sentinel_url(url)  # ValueError names the problem, never the URL
+        return url
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _master_named_for_sentinel(cls, master: str | None, info: ValidationInfo) -> str | None:
+        sentinel = _sentinel_url(info)
+        if sentinel and not master:
+            raise ValueError("required: CANCELQ_REDIS_URL is a sentinel:// URL")
+        if master and not sentinel:
+            raise ValueError("only with a sentinel:// CANCELQ_REDIS_URL")
+        return master
+
+    @field_validator("redis_sentinel_password", "redis_sentinel_tls", "redis_sentinel_ca_file")
+    @classmethod
+    def _only_with_sentinel(cls, value: object, info: ValidationInfo) -> object:
+        if value and not _sentinel_url(info):
+            raise ValueError("only with a sentinel:// CANCELQ_REDIS_URL")
+        return value
+
     @field_validator("pod_ttl_s")
     @classmethod
     def _ttl_covers_beats(cls, ttl_s: float, info: ValidationInfo) -> float:
@@ -147,6 +185,30 @@ class Settings(BaseSettings):
         if beat_s is not None and ttl_s < 2 * beat_s:
             raise ValueError("must be at least twice CANCELQ_POD_BEAT_S")
         return ttl_s
+
+    def redis_secrets(self) -> list[str]:
+        """The Redis passwords (the URL's, the Sentinels'), to be masked like a key."""
+        found = url_passwords(self.redis_url)
+        if self.redis_sentinel_password is not None:
+            found.append(self.redis_sentinel_password.get_secret_value())
+        return found
+
+    def redis_sentinel(self) -> SentinelOptions | None:
+        """The Sentinel options of a ``sentinel://`` URL, else None."""
+        if self.redis_sentinel_master is None:
+            return None
+        password = self.redis_sentinel_password
+        return SentinelOptions(
+            master=self.redis_sentinel_master,
+            password=password.get_secret_value() if password else None,
+            tls=self.redis_sentinel_tls,
+            ca_file=str(self.redis_sentinel_ca_file) if self.redis_sentinel_ca_file else None,
+        )
+
+
+def _sentinel_url(info: ValidationInfo) -> bool:
+    url = info.data.get("redis_url")
+    return isinstance(url, str) and is_sentinel(url)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -7,7 +7,6 @@ import signal
 import threading
 from types import FrameType
 
-import redis
 from prometheus_client import start_http_server
 
 from cancelq.accounts import load_accounts
@@ -17,6 +16,7 @@ from cancelq.confirmer.service import Confirmer, Parts
 from cancelq.errors import ConfigError
 from cancelq.eviction import check_eviction_policy
 from cancelq.logs import configure_logging
+from cancelq.redis_client import connect
 from cancelq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,11 @@ def build_confirmer(settings: Settings, metrics: ConfirmerMetrics | None = None)
     if settings.confirm_deadline_s == 0:
         raise ConfigError("CANCELQ_CONFIRM_DEADLINE_S is 0: confirmations are switched off")
     accounts = load_accounts(settings.accounts_file)
-    client = redis.Redis.from_url(
-        settings.redis_url, decode_responses=True, health_check_interval=30
+    client = connect(
+        settings.redis_url,
+        settings.redis_sentinel(),
+        decode_responses=True,
+        health_check_interval=30,
     )
     check_eviction_policy(client, allow=settings.allow_eviction, service="confirmer")
     parts = Parts(
@@ -65,7 +68,7 @@ def run_confirmer(settings: Settings) -> None:
 
 def _secrets(settings: Settings) -> list[str]:
     assert settings.accounts_file is not None
-    values: list[str] = []
+    values: list[str] = settings.redis_secrets()
     for account in load_accounts(settings.accounts_file).values():
         for secret in (account.hmac_secret, account.rsa_private_key_pem):
             if secret is not None:

@@ -35,6 +35,7 @@ from cancelq.outcomes import Outcome, OutcomeReader
 from cancelq.producers import confirmations
 from cancelq.producers.message import encode_message
 from cancelq.producers.transaction import Command, run_transaction
+from cancelq.redis_client import SentinelOptions, connect
 
 POLL_START_S = 0.005
 POLL_MAX_S = 0.1
@@ -77,9 +78,13 @@ class CancelProducer:
         *,
         min_replicas: int = 0,
         replica_timeout_ms: int = REPLICA_TIMEOUT_MS,
+        sentinel: SentinelOptions | None = None,
     ) -> CancelProducer:
+        """``url``: ``redis://``, ``rediss://`` or ``sentinel://`` (then ``sentinel`` names the
+        master, ``SentinelOptions("mymaster")``; ``cancelq/redis_client.py``)."""
+        client = connect(url, sentinel, socket_timeout=5, socket_connect_timeout=5)
         return cls(
-            redis.Redis.from_url(url),
+            client,
             queue=queue,
             key_prefix=key_prefix,
             kill_queue=kill_queue,

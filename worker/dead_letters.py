@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
 import redis
 
@@ -160,14 +159,6 @@ class DeadLetters:
                 if len(line.strip()) >= 8:
                     text = text.replace(line.strip(), "***")
         return masked(text)
-
-
-def url_secrets(url: str | None) -> list[str]:
-    """The password of a Redis URL (``redis://:PASSWORD@host``), to be masked like a key."""
-    if not url:
-        return []
-    password = urlsplit(url).password
-    return [unquote(password)] if password else []
 
 
 def scrub(value: Any, depth: int = 0) -> Any:

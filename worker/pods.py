@@ -8,6 +8,11 @@ and beats every ``pod_beat_s`` from a thread of its own, beside Celery's event l
 others. The thread never stops before the process ends: a warm shutdown still runs requests
 (and kombu hands back the rest), so the pod stays alive until it exits and its key expires a
 TTL later.
+
+After Redis was unreachable (a restart, a Sentinel failover: the new master's pod keys have
+expired on their own clock meanwhile), a pod judges the others again only once it has beaten
+without a break for a TTL: every live pod has beaten again by then, and none is taken for
+dead because it could not beat while nobody could.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -68,6 +74,8 @@ class PodBeat:
         self._after_beat = after_beat
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._ttl_s = ttl_s
+        self._beating_since: float | None = None  # monotonic; None after a failed beat
 
     def beat(self) -> int | None:
         """One beat; the Redis clock in ms, or None (logged) when Redis cannot be reached."""
@@ -81,8 +89,16 @@ class PodBeat:
             error.__cause__ = exc
             self._on_store_error(error)
             log.warning("pod heartbeat not written: redis %s", error.kind)
+            self._beating_since = None
             return None
+        if self._beating_since is None:
+            self._beating_since = time.monotonic()
         return int(now_ms)
+
+    def steady(self) -> bool:
+        """Has this pod beaten without a break for a TTL (the others had time to beat too)?"""
+        since = self._beating_since
+        return since is not None and time.monotonic() - since >= self._ttl_s
 
     def start(self) -> None:
         """Beat now, then every ``every_s`` until the process ends."""
@@ -97,7 +113,7 @@ class PodBeat:
     def _loop(self) -> None:
         while not self._stopped.wait(self._every_s):
             now_ms = self.beat()
-            if now_ms is not None and self._after_beat is not None:
+            if now_ms is not None and self.steady() and self._after_beat is not None:
                 try:
                     self._after_beat(now_ms)
                 except Exception:  # a sweep must never stop the heartbeat

@@ -19,6 +19,7 @@ from cancelq.bybit.clock import ServerClock
 from cancelq.bybit.signing import signer_for
 from cancelq.errors import ConfigError
 from cancelq.keys import Keys
+from cancelq.redis_client import connect
 from cancelq.settings import Settings
 from cancelq.worker.claims import ClaimStore
 from cancelq.worker.intake import Intake
@@ -96,8 +97,9 @@ def build_runtime(
         raise ConfigError("CANCELQ_ACCOUNTS_FILE is required to run a worker")
     metrics = metrics or Metrics()
     keys = Keys(prefix=settings.key_prefix, queue=settings.queue)
-    client = redis.Redis.from_url(
+    client = connect(
         settings.redis_url,
+        settings.redis_sentinel(),
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=15,

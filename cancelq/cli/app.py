@@ -49,6 +49,7 @@ def _producer(settings: Settings) -> CancelProducer:
         kill_queue=settings.kill_queue,
         min_replicas=settings.enqueue_min_replicas,
         replica_timeout_ms=settings.enqueue_replica_timeout_ms,
+        sentinel=settings.redis_sentinel(),
     )
 
 

@@ -76,7 +76,13 @@ def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory(prefix="cancelq-demo-") as tmp,
-        Stack(Path(tmp), _accounts(), redis_url=settings.redis_url, env=SERVICE_ENV) as stack,
+        Stack(
+            Path(tmp),
+            _accounts(),
+            redis_url=settings.redis_url,
+            sentinel=settings.redis_sentinel(),
+            env=SERVICE_ENV,
+        ) as stack,
     ):
         if stack.embedded:
             console.print(f"embedded Redis on {stack.redis_url}")
@@ -88,7 +94,7 @@ def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
         console.print("confirmer following the private order streams")
         producer = stack.producer
         started = time.monotonic()
-        ids = _enqueue(producer, redis.Redis.from_url(stack.redis_url), plan)
+        ids = _enqueue(producer, stack.redis, plan)
         outcomes = _wait(producer, ids)
         elapsed = time.monotonic() - started
         accepted = [
@@ -96,7 +102,7 @@ def _run(settings: Settings, *, orders: int, workers: int, seed: int) -> int:
             for rid, o in outcomes.items()
             if o.status.value == "cancelled" and o.duplicateOf is None
         ]
-        confirmations = _wait_confirmations(stack.redis_url, accepted)
+        confirmations = _wait_confirmations(stack.redis, accepted)
         _summary(
             plan,
             ids=ids,
@@ -159,8 +165,7 @@ def _place_orders(sim: Any, orders: int, rng: random.Random) -> Plan:
     return Plan(everything, invalid, filled, len(unknown), len(duplicates))
 
 
-def _wait_confirmations(redis_url: str, request_ids: Sequence[str]) -> ConfirmationSummary:
-    client = redis.Redis.from_url(redis_url)
+def _wait_confirmations(client: redis.Redis, request_ids: Sequence[str]) -> ConfirmationSummary:
     deadline = time.monotonic() + CONFIRM_WAIT_S
     summary = read_summary(client, Keys(), request_ids)
     with console.status("waiting for confirmations") as status:

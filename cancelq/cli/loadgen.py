@@ -48,7 +48,10 @@ def run_loadgen(settings: Settings, plan: LoadPlan, echo: Callable[[str], None] 
         raise ConfigError("loadgen: CANCELQ_REDIS_URL and CANCELQ_ACCOUNTS_FILE must be set")
     aliases = itertools.cycle(sorted(load_accounts(settings.accounts_file)))
     producer = CancelProducer.from_url(
-        settings.redis_url, queue=settings.queue, key_prefix=settings.key_prefix
+        settings.redis_url,
+        queue=settings.queue,
+        key_prefix=settings.key_prefix,
+        sentinel=settings.redis_sentinel(),
     )
     admin = AdminClient(settings.bybit_base_url, token=os.environ.get(ADMIN_ENV_VAR))
     stop = threading.Event()

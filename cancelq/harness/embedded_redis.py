@@ -89,6 +89,7 @@ class RedisServer:
         self.tls = tls  # set: TLS only on ``port`` (no plain-text port), ``rediss://`` URL
         self.appendonly = appendonly
         self.password = password
+        self.extra_args = list(extra_args)  # e.g. --replicaof 127.0.0.1 <port>
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="cancelq-redis-")
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self._process: subprocess.Popen[bytes] | None = None
@@ -126,7 +127,7 @@ class RedisServer:
         if self.acl_file is not None:
             args += ["--aclfile", str(self.acl_file)]
         elif self.password:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
         args += self.extra_args
         if self.tls is not None:
             args[args.index("--port") + 1] = "0"
@@ -178,6 +179,16 @@ class RedisServer:
         """Send ``sig`` to the server (SIGSTOP / SIGCONT: a frozen server, then thawed)."""
         if self._process is not None:
             self._process.send_signal(sig)
+
+    def freeze(self) -> None:
+        """SIGSTOP: a server that hangs with its connections open (no RST, no FIN)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def restart(self, down_s: float = 0.0, *, hard: bool = False) -> None:
         self.kill() if hard else self.stop()

@@ -28,6 +28,7 @@ from cancelq.harness.accounts import AccountSpec, write_accounts
 from cancelq.harness.embedded_redis import RedisServer, TlsFiles, free_port
 from cancelq.harness.processes import ConfirmerProcess, ServiceProcess, WorkerProcess
 from cancelq.producers.client import CancelProducer
+from cancelq.redis_client import SentinelOptions, connect
 from cancelq.simulator.testing import SimulatorProcess
 
 #: How long a service gets to start (until its heartbeat says ready).
@@ -44,6 +45,7 @@ class Stack:
         *,
         redis_server: RedisServer | None = None,
         redis_url: str | None = None,
+        sentinel: SentinelOptions | None = None,
         simulator: SimulatorProcess | None = None,
         sim_args: Sequence[str] = (),
         sim_tls: TlsFiles | None = None,
@@ -56,7 +58,8 @@ class Stack:
         """``accounts``: the accounts file every process reads (written into ``workdir``).
 
         Redis: ``redis_server`` (started and stopped here; default a fresh :class:`RedisServer`),
-        or ``redis_url``, one that runs already (left alone). The simulator: started here with
+        or ``redis_url``, one that runs already (left alone; ``sentinel`` with a ``sentinel://``
+        URL). The simulator: started here with
         ``sim_args`` (HTTPS with ``sim_tls``), or ``simulator``, one that runs already and knows
         these accounts (left alone). ``env`` goes to every service, ``worker_env`` and
         ``confirmer_env`` to one kind; the arguments of each start call win over all three.
@@ -66,6 +69,7 @@ class Stack:
         self.accounts_file = write_accounts(workdir / "accounts.toml", self.accounts)
         self._server = None if redis_url else (redis_server or RedisServer())
         self._redis_url = redis_url
+        self.sentinel = sentinel
         self._own_sim = simulator is None
         self.sim = simulator or SimulatorProcess(
             accounts_file=self.accounts_file,
@@ -134,11 +138,11 @@ class Stack:
     @property
     def redis(self) -> redis.Redis:
         """A new client of the stack's Redis, replies as text."""
-        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+        return connect(self.redis_url, self.sentinel, decode_responses=True)
 
     @property
     def producer(self) -> CancelProducer:
-        return CancelProducer.from_url(self.redis_url)
+        return CancelProducer.from_url(self.redis_url, sentinel=self.sentinel)
 
     # -- services -----------------------------------------------------------------------------
 
@@ -146,6 +150,7 @@ class Stack:
         """What every service of this stack is started with."""
         return {
             "CANCELQ_REDIS_URL": self.redis_url,
+            **sentinel_env(self.sentinel),
             "CANCELQ_BYBIT_BASE_URL": self.sim.base_url,
             "CANCELQ_ACCOUNTS_FILE": str(self.accounts_file),
             "CANCELQ_METRICS_HOST": "127.0.0.1",
@@ -205,3 +210,17 @@ class Stack:
 
     def worker_logs(self) -> str:
         return "\n".join(w.log_text() for w in self.workers)
+
+
+def sentinel_env(sentinel: SentinelOptions | None) -> dict[str, str]:
+    """The ``CANCELQ_REDIS_SENTINEL_*`` variables a service needs for these options."""
+    if sentinel is None:
+        return {}
+    env = {"CANCELQ_REDIS_SENTINEL_MASTER": sentinel.master}
+    if sentinel.password:
+        env["CANCELQ_REDIS_SENTINEL_PASSWORD"] = sentinel.password
+    if sentinel.tls:
+        env["CANCELQ_REDIS_SENTINEL_TLS"] = "true"
+    if sentinel.ca_file:
+        env["CANCELQ_REDIS_SENTINEL_CA_FILE"] = sentinel.ca_file
+    return env

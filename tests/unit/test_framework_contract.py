@@ -17,7 +17,11 @@ in production:
 * kombu's unacked bookkeeping (hash ``unacked`` of delivery tag -> [message, exchange,
   routing key], index ``unacked_index``), which the outbox rescue and the queue gauges read;
 * Celery's consumer hooks cancelq overrides (their names, signatures and call sites), and the
-  Celery settings cancelq sets.
+  Celery settings cancelq sets;
+* kombu's Sentinel channel, which cancelq's checked pops are mixed into: it must stay a
+  subclass of the plain channel that does not override ``_brpop_read`` itself, build its pool
+  in ``_sentinel_managed_pool`` from the ``master_name`` and ``sentinel_kwargs`` options, and
+  pick its TLS connection class from ``connection_class_ssl`` (``broker_use_ssl``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,14 @@ from cancelq.keys import Keys
 from cancelq.settings import Settings
 from cancelq.worker.host.app import create_app
 from cancelq.worker.host.celery_consumer import Consumer
-from cancelq.worker.host.kombu_channel import Channel, QoS, Transport
+from cancelq.worker.host.kombu_channel import (
+    Channel,
+    CheckedPops,
+    QoS,
+    SentinelChannel,
+    SentinelTransport,
+    Transport,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -225,3 +236,73 @@ def test_the_qos_methods_cancelq_overrides_are_the_ones_kombu_calls() -> None:
         "delivery_tag",
         "requeue",
     ]
+
+
+# -- the Sentinel channel -----------------------------------------------------------------------
+
+
+def test_kombus_sentinel_channel_inherits_the_brpop_read_cancelq_replaces() -> None:
+    assert issubclass(kombu_redis.SentinelChannel, kombu_redis.Channel)
+    assert "_brpop_read" not in vars(kombu_redis.SentinelChannel)
+    assert SentinelChannel._brpop_read is Channel._brpop_read
+    mro = SentinelChannel.__mro__
+    assert mro.index(CheckedPops) < mro.index(kombu_redis.SentinelChannel)
+    assert issubclass(SentinelTransport, kombu_redis.SentinelTransport)
+    assert SentinelTransport.Channel is SentinelChannel
+    assert SentinelTransport.default_port == 26379
+
+
+@pytest.mark.parametrize("option", ["master_name", "sentinel_kwargs"])
+def test_kombus_sentinel_channel_reads_the_options_cancelq_sets(option: str) -> None:
+    assert option in kombu_redis.SentinelChannel.from_transport_options
+    pool = inspect.getsource(kombu_redis.SentinelChannel._sentinel_managed_pool)
+    assert f"getattr(self, '{option}'" in pool
+
+
+def test_kombus_sentinel_channel_asks_every_sentinel_of_the_url_for_the_master() -> None:
+    pool = inspect.getsource(kombu_redis.SentinelChannel._sentinel_managed_pool)
+    assert "self.connection.client.alt" in pool, "every ';'-part of the URL is a Sentinel"
+    assert ".master_for(" in pool
+    assert "_sentinel_managed_pool" in inspect.getsource(kombu_redis.SentinelChannel._get_pool)
+    assert kombu_redis.SentinelChannel.connection_class_ssl is not None
+    assert "self.connection_class_ssl" in inspect.getsource(kombu_redis.Channel._connparams)
+
+
+def test_celerys_reconnect_goes_through_the_ensure_connection_cancelq_paces() -> None:
+    """worker/host/celery_consumer.py passes its own intervals to kombu's ensure_connection."""
+    from kombu import Connection
+
+    from cancelq.worker.host.celery_consumer import RECONNECT_INTERVALS
+
+    ensure = inspect.getsource(celery_consumer.Consumer.ensure_connected)
+    assert "conn.ensure_connection(" in ensure
+    assert "interval_start" not in ensure, "Celery passes no intervals of its own"
+    parameters = inspect.signature(Connection._ensure_connection).parameters
+    assert set(RECONNECT_INTERVALS) <= set(parameters)
+    assert "self._ensure_connection(*args, **kwargs)" in inspect.getsource(
+        Connection.ensure_connection
+    )
+    assert "ensure_connected" in vars(Consumer)
+
+
+def test_kombus_failover_takes_the_transport_from_the_scheme_cancelq_claims() -> None:
+    """kombu switches to the next ';'-part on a lost connection and re-reads the transport from
+    its scheme: ``sentinel`` must name cancelq's transport (worker/host/kombu_channel.py)."""
+    from kombu import Connection
+    from kombu import transport as kombu_transports
+
+    from cancelq.worker.host.kombu_channel import SENTINEL_TRANSPORT
+
+    switch = inspect.getsource(Connection.switch)
+    assert "parse_url(conn_str)" in switch
+    assert "TRANSPORT_ALIASES[transport]" in inspect.getsource(kombu_transports.resolve_transport)
+    create_app(
+        Settings(
+            redis_url="sentinel://127.0.0.1:1;sentinel://127.0.0.1:2", redis_sentinel_master="m"
+        )
+    )
+    assert kombu_transports.TRANSPORT_ALIASES["sentinel"] == SENTINEL_TRANSPORT
+    connection = Connection("sentinel://127.0.0.1:1;sentinel://127.0.0.1:2")
+    connection.switch("sentinel://127.0.0.1:2")
+    assert connection.transport_cls == "sentinel"
+    assert kombu_transports.resolve_transport("sentinel") is SentinelTransport

@@ -11,7 +11,9 @@ from celery import Celery
 from cancelq.contract import TASK_NAME
 from cancelq.errors import ConfigError
 from cancelq.keys import Keys
+from cancelq.redis_client import broker_ssl, broker_transport_options
 from cancelq.settings import Settings
+from cancelq.worker.host.kombu_channel import SENTINEL_TRANSPORT, claim_sentinel_scheme
 
 
 def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
@@ -54,17 +56,24 @@ def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
             # Sweep every tenth of it (1..30 s), every time: one ZRANGE per sweep per worker.
             "unacked_restore_interval": min(max(settings.visibility_timeout_s // 10, 1), 30),
             "unacked_restore_throttle": 1,
-            "socket_keepalive": True,
-            "socket_connect_timeout": 5,
-            "socket_timeout": 10,
+            # A broker that vanishes without closing the connection (a frozen or cut-off
+            # master before a failover, celery/celery#6348): a command gives up after
+            # socket_timeout, a BRPOP overdue by its timeout (1 s) + health_check_interval is
+            # dropped (kombu checks every health_check_interval), and the next connection asks
+            # the Sentinels for the master. kombu's own calls on the event loop (restores,
+            # acks) block it for socket_timeout each: 3 s, not 10, so the loop gets to that
+            # check. One PING per idle connection every 2 s is all it costs.
+            **SOCKET_OPTIONS,
             "retry_on_timeout": True,
-            "health_check_interval": 10,
+            "health_check_interval": 2,
             **_own_unacked(Keys(prefix=settings.key_prefix, queue=settings.queue), pod_id),
+            **_sentinel(settings),
         },
-        # kombu's Redis transport with a channel that turns unreadable queue items (garbage
-        # pushed with plain Redis commands, non-envelopes, oversized items) into dead letters;
-        # stock kombu raises in the event loop and the worker exits with the item gone.
-        broker_transport="cancelq.worker.host.kombu_channel:Transport",
+        # kombu's Redis (or Sentinel) transport with a channel that turns unreadable queue
+        # items (garbage pushed with plain Redis commands, non-envelopes, oversized items) into
+        # dead letters; stock kombu raises in the event loop and the worker exits with the item
+        # gone. Its Sentinel variant also reconnects when the master is demoted under a BRPOP.
+        broker_transport=_transport(settings),
         # Celery's consumer with hooks that record every message it would drop (decode errors,
         # unknown tasks, pickle and other refused content types) as a dead letter.
         worker_consumer="cancelq.worker.host.celery_consumer:Consumer",
@@ -86,8 +95,32 @@ def create_app(settings: Settings, pod_id: str | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
-    app.conf.update(_tls(settings.redis_url))
+    app.conf.update(_tls(settings))
     return app
+
+
+#: The broker's socket options, also those of its connections to the Sentinels (a Redis
+#: command answers in well under a millisecond; 3 s is a hung server, not a slow one).
+SOCKET_OPTIONS: dict[str, Any] = {
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 3,
+}
+
+
+def _transport(settings: Settings) -> str:
+    if settings.redis_sentinel() is None:
+        return "cancelq.worker.host.kombu_channel:Transport"
+    claim_sentinel_scheme()  # kombu's failover between the ';'-parts keeps this transport
+    return SENTINEL_TRANSPORT
+
+
+def _sentinel(settings: Settings) -> dict[str, Any]:
+    """kombu's Sentinel options (the master's name, the Sentinels' password and TLS)."""
+    sentinel = settings.redis_sentinel()
+    if sentinel is None:
+        return {}
+    return broker_transport_options(sentinel, **SOCKET_OPTIONS)
 
 
 def _own_unacked(keys: Keys, pod_id: str | None) -> dict[str, str]:
@@ -103,11 +136,17 @@ def _own_unacked(keys: Keys, pod_id: str | None) -> dict[str, str]:
     }
 
 
-def _tls(url: str) -> dict[str, Any]:
+def _tls(settings: Settings) -> dict[str, Any]:
     """``rediss://`` verifies the server certificate: kombu only turns TLS on when the URL has
     ``ssl_*`` parameters (e.g. ``?ssl_ca_certs=/etc/ca.pem``), so a bare ``rediss://`` gets
-    ``CERT_REQUIRED`` against the system CAs here instead of a plain-text connection."""
-    parts = urlsplit(url)
+    ``CERT_REQUIRED`` against the system CAs here instead of a plain-text connection. With
+    Sentinel, ``CANCELQ_REDIS_SENTINEL_TLS`` turns it on for the master's connections."""
+    sentinel = settings.redis_sentinel()
+    if sentinel is not None:
+        use_ssl = broker_ssl(sentinel)
+        return {} if use_ssl is None else {"broker_use_ssl": use_ssl}
+    assert settings.redis_url is not None
+    parts = urlsplit(settings.redis_url)
     if parts.scheme != "rediss" or "ssl_" in parts.query:
         return {}
     return {"broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED}}

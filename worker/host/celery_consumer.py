@@ -9,6 +9,10 @@ task and drop it). A Celery protocol v1 message (no ``task`` header; the body an
 letter too: Celery would convert and run it, but the contract is protocol v2 (the task name and
 id in the headers, where dead letters, outcomes and logs read them).
 
+A lost broker connection is retried every 0.5 s at first, 2 s apart at most (Celery: after
+2 s, then 4 s, 6 s ... up to 30 s): a Sentinel failover is over in about 2 s, and Celery's
+second try only came 6 s after the master died.
+
 :func:`install` binds the recorder (for this consumer and ``kombu_channel``);
 ``worker/host/app.py`` names :class:`Consumer` in the Celery config (``worker_consumer``). This
 overrides Celery internals: the Celery version is pinned in ``pyproject.toml``.
@@ -16,6 +20,7 @@ overrides Celery internals: the Celery version is pinned in ``pyproject.toml``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +44,9 @@ from cancelq.worker.host.dead_letter_hook import record
 
 log = logging.getLogger(__name__)
 
+#: kombu's ``ensure_connection`` intervals for the consumer's reconnects (seconds).
+RECONNECT_INTERVALS = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
+
 
 def install(recorder: DeadLetters) -> None:
     """Bind the recorder both overrides (:class:`Consumer`, ``kombu_channel.Channel``) use."""
@@ -54,6 +62,11 @@ def _message_facts(message: Any) -> tuple[str | None, str | None, object]:
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
     """Celery's consumer; every message it would drop is recorded first."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        """Celery's, retrying at :data:`RECONNECT_INTERVALS` instead of kombu's defaults."""
+        conn.ensure_connection = functools.partial(conn.ensure_connection, **RECONNECT_INTERVALS)
+        return super().ensure_connected(conn)
 
     def _dead(self, message: Any, reason: Reason, detail: str) -> None:
         content_type, request_id, raw = _message_facts(message)

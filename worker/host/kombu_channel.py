@@ -14,9 +14,16 @@ meanwhile: back pressure); an ack deletes without ``MULTI`` (ZREM and HDEL alone
 maxmemory); a requeue Redis refuses leaves the message in the unacked hash, restored after the
 visibility timeout (or taken over when its process dies).
 
-``worker/host/app.py`` names :class:`Transport` in the Celery config (``broker_transport``).
-This overrides a kombu internal (``_brpop_read``): the kombu version is pinned in
-``pyproject.toml``.
+The same checks run on kombu's Sentinel channel (``sentinel://``), which also survives a
+failover that stock kombu does not: a master demoted to a replica (Sentinel's ``REPLICAOF``
+when the old master comes back) ends every ``BRPOP`` blocked on it with ``UNBLOCKED ...``, a
+``ResponseError`` that kombu does not take for a lost connection, so the worker stopped
+("Unrecoverable error"); here that connection is dropped like a lost one, and the next
+``BRPOP`` asks the Sentinels for the new master.
+
+``worker/host/app.py`` names :class:`Transport` or :class:`SentinelTransport` in the Celery
+config (``broker_transport``). This overrides a kombu internal (``_brpop_read``): the kombu
+version is pinned in ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from queue import Empty
 from typing import Any
 
 import redis
+from kombu import transport as kombu_transports
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual as kombu_virtual
 from kombu.utils.json import loads
@@ -77,8 +85,13 @@ class QoS(kombu_redis.QoS):
             kombu_virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
 
-class Channel(kombu_redis.Channel):
-    """kombu's Redis channel that turns unreadable queue items into dead letters."""
+#: What Redis answers a client blocked in BRPOP when the server turns into a replica.
+UNBLOCKED = "UNBLOCKED"
+
+
+class CheckedPops(kombu_redis.Channel):
+    """The override, on top of any kombu Redis channel: each popped item is checked, a
+    demoted master's ``UNBLOCKED`` or ``READONLY`` is a lost connection."""
 
     QoS = QoS
 
@@ -120,6 +133,11 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            except redis.ResponseError as exc:
+                if not _demoted(exc):
+                    raise
+                self.client.connection.disconnect()
+                raise redis.ConnectionError("the master was demoted to a replica") from None
             if not dest__item:
                 raise Empty()
             popped_from, item = dest__item
@@ -169,7 +187,39 @@ class Channel(kombu_redis.Channel):
             pause = min(pause * 2, HAND_BACK_MAX_S)
 
 
+def _demoted(exc: redis.ResponseError) -> bool:
+    """A blocked BRPOP's ``UNBLOCKED``, or ``READONLY`` for one sent after the demotion (over
+    Sentinel, redis-py already turns the latter into a ConnectionError)."""
+    return isinstance(exc, redis.ReadOnlyError) or str(exc).startswith(UNBLOCKED)
+
+
+class Channel(CheckedPops, kombu_redis.Channel):
+    """kombu's Redis channel (``redis://``, ``rediss://``) with the checked pops."""
+
+
+class SentinelChannel(CheckedPops, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (``sentinel://``) with the checked pops."""
+
+
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport (``redis://`` and ``rediss://``) with the checking channel."""
 
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport (``sentinel://``) with the checking channel."""
+
+    Channel = SentinelChannel
+
+
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
+
+
+def claim_sentinel_scheme() -> None:
+    """Make ``sentinel://`` name :class:`SentinelTransport` in this process. kombu reads each
+    ``;``-part of the broker URL as a Sentinel *and* as a failover URL: on a lost connection it
+    switches to the next part, and a switch takes the transport from the URL's scheme, which
+    named kombu's own Sentinel transport (this channel's checks gone after the first
+    failover; the fault tier then saw the consumer stall)."""
+    kombu_transports.TRANSPORT_ALIASES["sentinel"] = SENTINEL_TRANSPORT

@@ -12,7 +12,7 @@ from cancelq.eviction import check_eviction_policy
 from cancelq.logs import configure_logging
 from cancelq.outcomes import Status
 from cancelq.settings import Settings
-from cancelq.worker.dead_letters import DeadLetters, url_secrets
+from cancelq.worker.dead_letters import DeadLetters
 from cancelq.worker.decisions import NETWORK, RETRY_REASONS
 from cancelq.worker.host.app import create_app
 from cancelq.worker.host.bootsteps import observer_step
@@ -49,7 +49,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
     configure_logging(
         settings.log_format,
         settings.log_level,
-        [*runtime.secrets, *url_secrets(settings.redis_url)],
+        [*runtime.secrets, *settings.redis_secrets()],
     )
     check_eviction_policy(runtime.redis, allow=settings.allow_eviction, service="worker")
     app = create_app(settings, pod_id)
@@ -63,7 +63,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
             runtime.redis,
             runtime.keys,
             metrics,
-            [*runtime.secrets, *url_secrets(settings.redis_url)],
+            [*runtime.secrets, *settings.redis_secrets()],
             reject=lambda request_id, why: provider().reject({}, request_id, why),
             pod=pod_id,
         )

@@ -1,0 +1,288 @@
+"""A replicated Redis watched by Redis Sentinel, all on 127.0.0.1: a master, replicas and
+Sentinels (``redis-server --sentinel``), for the tests of failover.
+
+Sentinel's own timings are shortened (a master silent for ``down_after_ms`` is down, the
+Sentinels fail over at once): those are Sentinel's settings, not cancelq's::
+
+    with SentinelCluster(tmp_path) as cluster:
+        cluster.url          # sentinel://127.0.0.1:p1;sentinel://127.0.0.1:p2;...
+        cluster.options      # SentinelOptions("mymaster", ...)
+        old = cluster.master()
+        old.kill()
+        new = cluster.wait_failover(old)
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import redis
+
+from cancelq.harness.embedded_redis import RedisServer, free_port, redis_server_binary
+from cancelq.harness.processes import end_process
+from cancelq.redis_client import SentinelOptions
+
+MASTER_NAME = "mymaster"
+
+
+class SentinelCluster:
+    """A master, ``replicas`` replicas and ``sentinels`` Sentinels (quorum: a majority)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        master_name: str = MASTER_NAME,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        appendonly: bool = True,
+    ) -> None:
+        self.workdir = workdir
+        self.master_name = master_name
+        self.password = password
+        self.sentinel_password = sentinel_password
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.quorum = sentinels // 2 + 1
+        # a new replica syncs at once (not after Redis' 5 s wait for more replicas)
+        quick_sync = ("--repl-diskless-sync-delay", "0")
+        first = RedisServer(
+            appendonly=appendonly,
+            data_dir=self._dir("redis-0"),
+            password=password,
+            extra_args=quick_sync,
+        )
+        self.servers = [first] + [
+            RedisServer(
+                appendonly=appendonly,
+                data_dir=self._dir(f"redis-{n}"),
+                password=password,
+                extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(first.port)),
+            )
+            for n in range(1, replicas + 1)
+        ]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+        self._clients: dict[int, redis.Redis] = {}  # by port
+
+    def _dir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """kombu's and cancelq's ``sentinel://`` URL (the data password in the first part)."""
+        auth = f":{self.password}@" if self.password else ""
+        parts = [f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports]
+        parts[0] = f"sentinel://{auth}127.0.0.1:{self.sentinel_ports[0]}/0"
+        return ";".join(parts)
+
+    @property
+    def options(self) -> SentinelOptions:
+        return SentinelOptions(self.master_name, password=self.sentinel_password)
+
+    def sentinel_client(self, index: int = 0) -> redis.Redis:
+        """A client of Sentinel ``index`` (one per Sentinel, closed with the cluster)."""
+        port = self.sentinel_ports[index]
+        if port not in self._clients:
+            self._clients[port] = redis.Redis(
+                "127.0.0.1",
+                port,
+                password=self.sentinel_password,
+                socket_timeout=2,
+                decode_responses=True,
+            )
+        return self._clients[port]
+
+    def master_port(self, index: int = 0) -> int | None:
+        """The master's port as Sentinel ``index`` names it (None: it does not answer)."""
+        try:
+            reply = _command(
+                self.sentinel_client(index), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
+            )
+        except redis.RedisError:
+            return None
+        return int(reply[1]) if reply else None
+
+    def master(self) -> RedisServer:
+        """The server every answering Sentinel names master."""
+        ports = {p for p in (self.master_port(i) for i in range(len(self.sentinel_ports))) if p}
+        if len(ports) != 1:
+            raise RuntimeError(f"the Sentinels disagree on the master: {sorted(ports)}")
+        (port,) = ports
+        return self.server(port)
+
+    def server(self, port: int) -> RedisServer:
+        (found,) = [s for s in self.servers if s.port == port]
+        return found
+
+    def data_client(self, server: RedisServer) -> redis.Redis:
+        """A client of that server (one per server, closed with the cluster)."""
+        if server.port not in self._clients:
+            self._clients[server.port] = redis.Redis.from_url(
+                server.url, socket_timeout=2, decode_responses=True
+            )
+        return self._clients[server.port]
+
+    # -- life -----------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        try:
+            for server in self.servers:
+                server.start()
+            for index, port in enumerate(self.sentinel_ports):
+                self._sentinels.append(self._start_sentinel(index, port))
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_sentinel(self, index: int, port: int) -> subprocess.Popen[bytes]:
+        directory = self._dir(f"sentinel-{index}")
+        master = self.servers[0]
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {directory}",
+            f"logfile {directory / 'sentinel.log'}",
+            f"sentinel monitor {self.master_name} 127.0.0.1 {master.port} {self.quorum}",
+            f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.master_name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {self.master_name} 1",
+        ]
+        if self.password:
+            lines.append(f"sentinel auth-pass {self.master_name} {self.password}")
+        if self.sentinel_password:
+            lines.append(f"requirepass {self.sentinel_password}")
+        conf = directory / "sentinel.conf"
+        conf.write_text("\n".join(lines) + "\n")  # Sentinel rewrites it: its own copy
+        return subprocess.Popen(
+            [redis_server_binary(), str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until every replica is in sync with the master and every Sentinel sees the master,
+        every replica and every other Sentinel."""
+        deadline = time.monotonic() + timeout_s
+        want = {
+            "num-slaves": len(self.servers) - 1,
+            "num-other-sentinels": len(self._sentinels) - 1,
+        }
+        while time.monotonic() < deadline:
+            if self.replicas_online() == len(self.servers) - 1 and all(
+                self._sees(index, want) for index in range(len(self._sentinels))
+            ):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"the Sentinels did not see the whole cluster in {timeout_s}s")
+
+    def _sees(self, index: int, want: dict[str, int]) -> bool:
+        try:
+            state = _command(self.sentinel_client(index), "SENTINEL", "MASTER", self.master_name)
+        except redis.RedisError:
+            return False
+        if isinstance(state, list):  # RESP2: a flat list of names and values
+            state = dict(zip(state[::2], state[1::2], strict=True))
+        fields: dict[str, object] = state
+        return all(int(str(fields.get(name, -1))) >= count for name, count in want.items())
+
+    def replicas_online(self) -> int:
+        """Replicas the master reports in sync (``state=online``)."""
+        try:
+            info = self.data_client(self.master()).info("replication")
+        except (redis.RedisError, RuntimeError):
+            return 0
+        return sum(
+            1
+            for name, value in info.items()
+            if name.startswith("slave")
+            and isinstance(value, dict)
+            and value.get("state") == "online"
+        )
+
+    def failover(self, timeout_s: float = 30.0) -> None:
+        """A planned failover (``SENTINEL FAILOVER``), retried while one is still settling."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                _command(self.sentinel_client(), "SENTINEL", "FAILOVER", self.master_name)
+                return
+            except redis.ResponseError as exc:
+                if "INPROG" not in str(exc) and "NOGOODSLAVE" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def wait_failover(self, old: RedisServer, timeout_s: float = 30.0) -> RedisServer:
+        """The new master, once every answering Sentinel names one other than ``old`` and it
+        answers as master."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ports = {self.master_port(i) for i in range(len(self._sentinels))} - {None}
+            if len(ports) == 1 and old.port not in ports:
+                (port,) = ports
+                server = self.server(int(port))  # type: ignore[arg-type]
+                try:
+                    role = _command(self.data_client(server), "ROLE")
+                except redis.RedisError:
+                    role = None
+                if role and role[0] == "master":
+                    return server
+            time.sleep(0.02)
+        raise TimeoutError(f"no failover away from port {old.port} in {timeout_s}s")
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        for process in self._sentinels:
+            end_process(process, signal.SIGTERM, timeout_s=10)
+        self._sentinels.clear()
+        for server in self.servers:
+            server.thaw()  # a frozen server cannot be stopped
+            server.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _command(client: redis.Redis, *args: str) -> Any:
+    """One raw command (Sentinel's and ROLE have no typed method in redis-py)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def roles(cluster: SentinelCluster, servers: Sequence[RedisServer]) -> list[str]:
+    """Each server's ROLE (``master``, ``slave``, or ``down``)."""
+    found = []
+    for server in servers:
+        try:
+            found.append(str(_command(cluster.data_client(server), "ROLE")[0]))
+        except redis.RedisError:
+            found.append("down")
+    return found
