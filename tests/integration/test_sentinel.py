@@ -192,7 +192,7 @@ def test_after_an_outage_a_pod_judges_the_others_only_once_it_beat_a_ttl_again()
         client = redis.Redis.from_url(server.url, socket_timeout=1)
         sweeps: list[float] = []
         pulse = PodBeat(
-            client, Keys(), "pod-a", every_s=0.1, ttl_s=0.6, after_beat=lambda: sweeps.append(1)
+            client, Keys(), "pod-a", every_s=0.1, ttl_s=0.6, after_beat=lambda _ms: sweeps.append(1)
         )
         pulse.start()
         assert not pulse.steady(), "a pod just started has not seen the others beat yet"
