@@ -13,8 +13,6 @@ received the last of them from the survivor.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -25,8 +23,8 @@ from bench import load
 from bench.context import THREADS_POOL, Context
 from bench.measure import Figure, Spread, percentile
 from bench.stack import WorkerSet
+from cancelq.console.inflight import held_fields
 from cancelq.keys import Keys
-from cancelq.worker.ratelimit.lanes import SUBMIT_TASK
 
 KEYS = Keys()
 PER_KILL = 48
@@ -48,16 +46,9 @@ def pod_of(ctx: Context, pid: int) -> str:
 
 
 def held_links(ctx: Context, pod: str) -> set[str]:
-    """orderLinkIds of every cancel in a pod's unacked hash (a batch, item by item)."""
-    links: set[str] = set()
-    for entry in ctx.stack.redis.hgetall(KEYS.pod_unacked(pod)).values():
-        message = json.loads(entry)[0]
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        if message["headers"]["task"] == SUBMIT_TASK:
-            links.update(item["fields"]["orderLinkId"] for item in kwargs["items"])
-        else:
-            links.add(kwargs["orderLinkId"])
-    return links
+    """The orderLinkIds of every cancel in a pod's unacked hash (a batch, item by item)."""
+    entries = ctx.stack.redis.hvals(KEYS.pod_unacked(pod))
+    return {fields["orderLinkId"] for entry in entries for fields in held_fields(entry)}
 
 
 def arrivals(records: Sequence[dict[str, Any]]) -> dict[str, list[float]]:

@@ -25,7 +25,7 @@ def count_in_flight(values: Iterable[object]) -> Counter[str]:
     lanes: Counter[str] = Counter()
     for value in values:
         try:
-            lane, n = _lane_of(json.loads(as_text(value))[0])
+            lane, n = _lane_of(*_task_and_kwargs(value))
         except (ValueError, TypeError, KeyError, IndexError):
             continue
         if lane:
@@ -33,14 +33,32 @@ def count_in_flight(values: Iterable[object]) -> Counter[str]:
     return lanes
 
 
-def _lane_of(message: dict[str, Any]) -> tuple[str, int]:
-    task = message["headers"]["task"]
+def held_fields(value: object) -> list[dict[str, Any]]:
+    """The fields of every cancel one unacked-hash value holds (a dispatched batch, item by
+    item); [] for another task or anything unreadable."""
+    try:
+        task, kwargs = _task_and_kwargs(value)
+        if task == CANCEL_TASK:
+            return [dict(kwargs)]
+        if task == SUBMIT_TASK:
+            return [dict(item["fields"]) for item in kwargs["items"]]
+    except (ValueError, TypeError, KeyError, IndexError):
+        pass
+    return []
+
+
+def _task_and_kwargs(value: object) -> tuple[str, dict[str, Any]]:
+    message = json.loads(as_text(value))[0]
     body: Any = message["body"]
     if message.get("properties", {}).get("body_encoding") == "base64":
         body = base64.b64decode(body)
     args, kwargs = json.loads(body)[:2]
     if not kwargs and args and isinstance(args[0], dict):
         kwargs = args[0]
+    return str(message["headers"]["task"]), kwargs
+
+
+def _lane_of(task: str, kwargs: dict[str, Any]) -> tuple[str, int]:
     if task == CANCEL_TASK:
         return f"{kwargs['account']}:{kwargs['category']}", 1
     if task == SUBMIT_TASK:

@@ -10,8 +10,6 @@ exchange before anyone could take them over (on the wire) are the only ones allo
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import signal
 import statistics
@@ -23,8 +21,8 @@ from functools import partial
 
 import pytest
 
+from cancelq.console.inflight import held_fields
 from cancelq.keys import Keys
-from cancelq.worker.ratelimit.lanes import SUBMIT_TASK
 from tests.faults.harness import (
     ACCOUNTS,
     FINAL_OK,
@@ -78,16 +76,9 @@ def pod_of(stack: Stack, pid: int) -> str:
 
 
 def held_links(stack: Stack, pod: str) -> set[str]:
-    """The orderLinkIds of every cancel in the pod's unacked hash (batches item by item)."""
-    links: set[str] = set()
-    for entry in stack.redis.hgetall(KEYS.pod_unacked(pod)).values():
-        message = json.loads(entry)[0]
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        if message["headers"]["task"] == SUBMIT_TASK:
-            links.update(item["fields"]["orderLinkId"] for item in kwargs["items"])
-        else:
-            links.add(kwargs["orderLinkId"])
-    return links
+    """The orderLinkIds of every cancel in a pod's unacked hash (a batch, item by item)."""
+    entries = stack.redis.hvals(KEYS.pod_unacked(pod))
+    return {fields["orderLinkId"] for entry in entries for fields in held_fields(entry)}
 
 
 def arrivals(stack: Stack, account: str, since_ms: float) -> dict[str, list[float]]:
