@@ -11,7 +11,6 @@ Addresses are the only thing changed: Docker's service names become 127.0.0.1 an
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shlex
 import shutil
@@ -30,6 +29,7 @@ import yaml
 
 from cancelq.harness.embedded_redis import RedisServer, free_port
 from cancelq.harness.processes import end_process
+from tests.deploy.compose import interpolate
 from tests.deploy.dockerfile import Instruction, Stage, parse_dockerfile, stages
 from tests.support import wait_until
 
@@ -314,27 +314,13 @@ def _rewrite(argv: Sequence[str], **replace: str) -> list[str]:
     return [replace.get(arg, arg) for arg in argv]
 
 
-def _interpolate(value: str, variables: Mapping[str, str]) -> str:
-    """Compose's ``${NAME}``, ``${NAME:?message}`` and ``${NAME:-default}`` (a name the test
-    does not set fails the test, as ``:?`` fails ``docker compose up``)."""
-
-    def one(found: re.Match[str]) -> str:
-        name, default = found.group(1), found.group(3)
-        if name in variables:
-            return variables[name]
-        assert found.group(2) == ":-", f"compose needs {name} and the test does not set it"
-        return default or ""
-
-    return re.sub(r"\$\{(\w+)(?:(:[?-])([^}]*))?\}", one, value)
-
-
 def _compose_env(
     name: str, variables: Mapping[str, str] | None = None, **replace: str
 ) -> dict[str, str]:
     """A compose service's environment, its variables interpolated, with Docker's names and
     paths swapped for this test's."""
     raw = COMPOSE["services"][name].get("environment") or {}
-    env = {k: _interpolate(str(v), variables or {}) for k, v in raw.items()}
+    env = {k: interpolate(str(v), variables or {}) for k, v in raw.items()}
     for old, new in replace.items():
         env = {key: value.replace(old, new) for key, value in env.items()}
     return env
