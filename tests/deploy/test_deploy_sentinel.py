@@ -2,10 +2,13 @@
 and ``deploy/k8s-sentinel`` (a kustomize overlay of deploy/k8s).
 
 Both are read as YAML and checked against each other and cancelq's settings; then what the
-compose file names is run here, without Docker: its redis-server commands and each Sentinel's
-own shell script (which writes the sentinel.conf it runs), with Docker's names swapped for
-127.0.0.1 and free ports, until the compose healthcheck passes; then cancelq, configured with
-the compose environment (the same swaps), reaches the master through those Sentinels. The
+compose files name is run here, without Docker, as ``docker compose -f docker-compose.yml -f
+docker-compose.sentinel.yml`` would (the files merged, ``tests/deploy/compose.py``, every
+variable set): each data node's entrypoint (``render-acl`` writing the users) and redis-server
+command, each Sentinel's own shell script (which writes the sentinel.conf it runs), with
+Docker's names swapped for 127.0.0.1 and free ports, until the compose healthchecks pass; then
+cancelq's producer and worker, configured with the compose environment (the same swaps), reach
+the master through those Sentinels as their own users, and the master is SIGKILLed. The
 overlay is built with ``kubectl kustomize``, validated against the Kubernetes schemas, and
 its environment loaded as cancelq's settings.
 """

@@ -9,6 +9,7 @@ the operator are refused every write outside their job with NOPERM.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -243,6 +244,33 @@ def test_render_acl_refuses_a_missing_password(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "CANCELQ_REDIS_WORKER_PASSWORD is not set" in result.stderr
     assert "started" not in result.stdout, "the server is not started without every user"
+
+
+def test_render_acl_keeps_the_replication_users_only_with_their_passwords(tmp_path: Path) -> None:
+    """``monitor`` (the Sentinels) and ``replication`` (replicas) exist only where their
+    passwords are set (docker-compose.sentinel.yml); docker-compose.yml sets neither."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANCELQ_REDIS_")}
+    env.update({f"CANCELQ_REDIS_{r.upper()}_PASSWORD": f"pw-{r}" for r in ROLES})
+
+    def rendered(**extra: str) -> dict[str, str]:
+        out = tmp_path / f"users-{len(extra)}.acl"
+        subprocess.run(
+            ["sh", str(RENDER), str(TEMPLATE), str(out)],
+            env={**env, **extra},
+            check=True,
+            timeout=10,
+        )
+        text = out.read_text()
+        assert "@" not in text.replace("-@all", "").replace("+@read", ""), "a placeholder left"
+        return {line.split()[1]: line for line in text.splitlines()}
+
+    assert set(rendered()) == {"default", *ROLES}
+    extra = {"CANCELQ_REDIS_MONITOR_PASSWORD": "pw-m", "CANCELQ_REDIS_REPLICATION_PASSWORD": "pw-r"}
+    users = rendered(**extra)
+    assert set(users) == {"default", *ROLES, "monitor", "replication"}
+    assert "pw-m" not in users["monitor"]
+    assert f"#{hashlib.sha256(b'pw-m').hexdigest()}" in users["monitor"].split()
+    assert f"#{hashlib.sha256(b'pw-r').hexdigest()}" in users["replication"].split()
 
 
 def test_the_operators_console_runs_as_the_shipped_roles(stack: Stack, users: Users) -> None:
