@@ -34,9 +34,9 @@ from cancelq.outcomes import Outcome
 from cancelq.producers.client import CancelProducer
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
+    ACCOUNTS,
     FINAL_OK,
     assert_no_secrets,
-    exchange_counts,
     fault_accounts,
     wait_final,
 )
@@ -51,6 +51,7 @@ ENQUEUE_SPAN_S = 16.0  # 1,200 cancels over 16 s: 75/s, the exchange takes 60/s 
 CUT_AT_S = 7.0
 CUT_S = 2.0  # > the producer's replica_timeout_ms (1 s, shipped)
 SIM_ARGS = ("--ip-limit", "10000000")
+RATE_LIMITED = 10006
 REPEAT_BOUND = 2  # the README's: only a cancel whose outcome was lost runs twice
 
 
@@ -92,7 +93,8 @@ class ModeFigures:
     lost: list[str]
     outcomes: dict[str, Outcome]
     load: Load
-    sends: Counter[int]  # n -> how many identities the exchange was sent n times
+    sends: Counter[int]  # n -> how many identities the exchange executed n times
+    rate_limited: int  # items answered 10006
 
     @property
     def sent_twice(self) -> int:
@@ -111,18 +113,26 @@ class ModeFigures:
             f"statuses={dict(statuses)} enqueue-call p50={percentile_ms(self.load.call_s, 0.5):.1f}"
             f"ms p99={percentile_ms(self.load.call_s, 0.99):.1f}ms to-ack max="
             f"{max(self.load.to_ack_s):.2f}s retried={dict(self.load.failures)} "
-            f"sent-twice={self.sent_twice} sends-per-identity={dict(sorted(self.sends.items()))}"
+            f"sent-twice={self.sent_twice} sends-per-identity={dict(sorted(self.sends.items()))} "
+            f"answered-10006={self.rate_limited}"
         )
 
 
-def _sends(stack: Stack, prefix: str) -> Counter[int]:
-    """How many identities of ``prefix`` the exchange was sent n times."""
-    return Counter(
-        n
-        for alias in KEYS
-        for link, n in exchange_counts(stack, alias).items()
-        if link.startswith(f"{prefix}-") and n
-    )
+def _sends(stack: Stack, prefix: str) -> tuple[Counter[int], int]:
+    """How many identities of ``prefix`` the exchange executed n times (a cancel answered 10006,
+    rate-limited, was not executed: it is retried), and how many items it answered 10006."""
+    executed: Counter[str] = Counter()
+    limited = 0
+    for alias in KEYS:
+        for record in stack.sim.admin.records(api_key=ACCOUNTS[alias][0]):
+            if record["endpoint"] not in ("order/cancel", "order/cancel-batch"):
+                continue
+            links = [v for k, v in record["ids"] if k == "orderLinkId" and v.startswith(prefix)]
+            if record["ret_code"] == RATE_LIMITED:
+                limited += len(links)
+            else:
+                executed.update(links)
+    return Counter(executed.values()), limited
 
 
 def _figures(
@@ -134,7 +144,7 @@ def _figures(
     outcomes = wait_final(stack, [rid for rid in acked if rid not in gone], outcomes_s)
     # a worker that held one in memory may still have recorded its outcome on the new master
     outcomes |= stack.producer.outcomes(sorted(gone))
-    sends = _sends(stack, prefix)
+    sends, limited = _sends(stack, f"{prefix}-")
     return ModeFigures(
         acked=acked,
         acked_before_kill=before,
@@ -142,6 +152,7 @@ def _figures(
         outcomes=outcomes,
         load=load,
         sends=sends,
+        rate_limited=limited,
     )
 
 
