@@ -6,7 +6,8 @@ replica under the same processes' connections (READONLY), and they go on.
 
 Replication is asynchronous: an enqueue the old master acknowledged in its last instant may
 never reach the replica that takes over (nor its outbox entry: they are one MULTI). Those are
-counted, not hidden; ``min_replicas`` (WAIT) is the acknowledgement mode that rules them out.
+counted, not hidden; ``test_sentinel_durable.py`` measures them, with the replicas behind, and
+``min_replicas`` (WAIT), the acknowledgement mode that rules them out.
 Every acknowledged cancel whose enqueue survived the failover must reach a final outcome.
 
 Figures: ``pytest -s -m faults tests/faults/test_sentinel_failover.py``.
