@@ -6,7 +6,8 @@ replica under the same processes' connections (READONLY), and they go on.
 
 Replication is asynchronous: an enqueue the old master acknowledged in its last instant may
 never reach the replica that takes over (nor its outbox entry: they are one MULTI). Those are
-counted, not hidden; ``min_replicas`` (WAIT) is the acknowledgement mode that rules them out.
+counted, not hidden; ``test_sentinel_durable.py`` measures them, with the replicas behind, and
+``min_replicas`` (WAIT), the acknowledgement mode that rules them out.
 Every acknowledged cancel whose enqueue survived the failover must reach a final outcome.
 
 Figures: ``pytest -s -m faults tests/faults/test_sentinel_failover.py``.
@@ -14,18 +15,14 @@ Figures: ``pytest -s -m faults tests/faults/test_sentinel_failover.py``.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from cancelq.errors import StoreError
 from cancelq.harness.sentinel import SentinelCluster, roles
-from cancelq.keys import Keys
-from cancelq.producers.client import CancelProducer
 from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     ACCOUNTS,
@@ -37,14 +34,13 @@ from tests.faults.harness import (
     place,
     wait_final,
 )
+from tests.faults.sentinel_load import KEYS, Load, plan, resume_s, survivors
 from tests.support import Stack, suite_stack, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
-KEYS = ("desk1", "desk2", "desk3")  # 20/s each, at cancelq and at the exchange
 TOTAL = 2000
 PRODUCERS = 3
-BATCH = 10
 ENQUEUE_SPAN_S = 24.0  # each producer spreads its share over this long
 KILL_AT_S = 10.0
 #: Only the IP limit is lifted (one IP sends everything here); per-key limits are Bybit's.
@@ -76,77 +72,6 @@ def stack(cluster: SentinelCluster, tmp_path_factory: pytest.TempPathFactory) ->
         stack.start_together([stack.worker(**FAULT_ENV) for _ in range(2)])
         yield stack
         assert_no_secrets(stack, stack.secrets)
-
-
-@dataclass
-class Load:
-    """Producer threads enqueueing paced batches, retrying a failed batch (same requestIds)."""
-
-    producers: list[CancelProducer]
-    batches: list[list[dict[str, str]]]
-    span_s: float
-    acked_at: dict[str, float] = field(default_factory=dict)  # requestId -> wall clock (s)
-    failures: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self) -> list[threading.Thread]:
-        threads = [
-            threading.Thread(target=self._produce, args=(n,), daemon=True)
-            for n in range(len(self.producers))
-        ]
-        for thread in threads:
-            thread.start()
-        return threads
-
-    def _produce(self, n: int) -> None:
-        mine = self.batches[n :: len(self.producers)]
-        pace_s = self.span_s / max(len(mine), 1)
-        started = time.monotonic()
-        for index, batch in enumerate(mine):
-            time.sleep(max(started + index * pace_s - time.monotonic(), 0))
-            while True:
-                try:
-                    ids = self.producers[n].enqueue_many(batch)
-                except StoreError as exc:
-                    with self._lock:
-                        self.failures[type(exc.__cause__).__name__] += 1
-                    time.sleep(0.05)
-                    continue
-                now = time.time()
-                with self._lock:
-                    self.acked_at.update(dict.fromkeys(ids, now))
-                break
-
-
-def _plan(stack: Stack, prefix: str, total: int) -> tuple[list[list[dict[str, str]]], list[str]]:
-    """Open orders on the three keys and their cancels (fixed requestIds), in batches."""
-    per_key = -(-total // len(KEYS))
-    items: list[dict[str, str]] = []
-    links: list[str] = []
-    for alias in KEYS:
-        mine = place(stack, alias, f"{prefix}-{alias}", per_key, category="spot")
-        links += mine
-        items += [
-            {**c, "requestId": f"{prefix}-{c['orderLinkId']}"}
-            for c in cancels(alias, mine, category="spot")
-        ]
-    items = items[:total]
-    # interleave the keys, as independent engines would
-    items.sort(key=lambda c: int(c["orderLinkId"].rsplit("-", 1)[1]))
-    return [items[i : i + BATCH] for i in range(0, len(items), BATCH)], links[: len(items)]
-
-
-def _survivors(stack: Stack, ids: Sequence[str]) -> set[str]:
-    """Of ``ids``, those the (new) master knows: an outcome, or an outbox entry."""
-    r = stack.redis
-    keys = Keys()
-    outboxed = set(r.zrange(keys.outbox(), 0, -1))
-    known = {rid for rid in ids if rid in outboxed}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        found = r.mget([keys.outcome(rid) for rid in chunk])
-        known |= {rid for rid, value in zip(chunk, found, strict=True) if value is not None}
-    return known
 
 
 @dataclass(frozen=True)
@@ -183,25 +108,8 @@ def _rate_figures(stack: Stack, since_ms: float, kill_ms: float) -> RateFigures:
     return RateFigures(max_in, limited, over)
 
 
-def _resume_s(stack: Stack, since_ms: float, kill_ms: float) -> float:
-    """Seconds from the kill to the end of the longest silence at the exchange around it."""
-    times = sorted(
-        r["time_ms"]
-        for alias in KEYS
-        for r in stack.sim.admin.records(api_key=ACCOUNTS[alias][0], since_ms=since_ms)
-        if r["endpoint"] in ("order/cancel", "order/cancel-batch")
-    )
-    before = [t for t in times if t <= kill_ms]
-    after = [t for t in times if t > kill_ms]
-    if not after:
-        return float("inf")
-    gaps = zip([before[-1] if before else kill_ms, *after[:-1]], after, strict=True)
-    start, end = max(((a, b) for a, b in gaps if b - kill_ms < 30_000), key=lambda g: g[1] - g[0])
-    return (end - kill_ms) / 1000 if start <= kill_ms + 1000 else (after[0] - kill_ms) / 1000
-
-
 def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: SentinelCluster) -> None:
-    batches, links = _plan(stack, "kill", TOTAL)
+    batches, links = plan(stack, "kill", TOTAL)
     producers = [stack.producer for _ in range(PRODUCERS)]
     load = Load(producers, batches, ENQUEUE_SPAN_S)
     since_ms = time.time() * 1000
@@ -214,7 +122,7 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
     acked_before = sorted(rid for rid, at in dict(load.acked_at).items() if at * 1000 < kill_ms)
     new = cluster.wait_failover(old)
     promoted_s = time.time() - kill_ms / 1000
-    survived = _survivors(stack, acked_before)
+    survived = survivors(stack, acked_before)
     lost_to_replication = sorted(set(acked_before) - survived)
     for thread in threads:
         thread.join(ENQUEUE_SPAN_S + 30)
@@ -226,12 +134,12 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
     per_identity = Counter(n for alias in KEYS for n in exchange_counts(stack, alias).values() if n)
     twice = sum(k for n, k in per_identity.items() if n >= 2)
     rates = _rate_figures(stack, since_ms, kill_ms)
-    resume_s = _resume_s(stack, since_ms, kill_ms)
+    resumed_s = resume_s(stack, since_ms, kill_ms)
     statuses = Counter(o.status.value for o in outcomes.values())
     print(
         f"\n[sentinel-sigkill] {TOTAL} cancels, {PRODUCERS} producers, master SIGKILLed at "
         f"{KILL_AT_S:.0f}s: Sentinel promoted port {new.port} {promoted_s:.2f}s after the kill; "
-        f"cancels at the exchange again {resume_s:.2f}s after it; all done {done_s:.1f}s after "
+        f"cancels at the exchange again {resumed_s:.2f}s after it; all done {done_s:.1f}s after "
         f"the start\n  acknowledged={len(acked)} (before the kill: {len(acked_before)}) "
         f"final={len(acked) - len(missing)} lost-to-replication={len(lost_to_replication)} "
         f"{lost_to_replication[:5]} missing={len(missing)} enqueue-failures-retried="
@@ -244,7 +152,7 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
     assert not [rid for rid in must_finish if rid not in outcomes], "a surviving cancel was lost"
     assert set(statuses) <= {s.value for s in FINAL_OK}
     assert max(per_identity) <= REPEAT_BOUND
-    assert resume_s < 15
+    assert resumed_s < 15
     for alias in KEYS:
         window = rates.over_windows_s[alias]
         if window is not None:  # recovered within one window (through 10006's pause)
@@ -261,7 +169,7 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     its clients' connections), and whatever still talks to it gets READONLY or UNBLOCKED, both
     taken as a lost connection."""
     pids = [w.pid for w in stack.workers if w.alive()]
-    batches, _ = _plan(stack, "stop", 300)
+    batches, _ = plan(stack, "stop", 300)
     producer = stack.producer
     load = Load([producer], batches, 8.0)
     since_ms = time.time() * 1000
@@ -294,10 +202,10 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     thawed = place(stack, "desk1", "thawed", 5, "spot")
     late = producer.enqueue_many(cancels("desk1", thawed, "spot"))
     late_outcomes = wait_final(stack, late, 30)
-    resume_s = _resume_s(stack, since_ms, frozen_ms)
+    resumed_s = resume_s(stack, since_ms, frozen_ms)
     print(
         f"\n[sentinel-sigstop] master frozen {FROZEN_S:.0f}s: promoted {new.port} "
-        f"{promoted_s:.2f}s after the freeze; cancels at the exchange again {resume_s:.2f}s "
+        f"{promoted_s:.2f}s after the freeze; cancels at the exchange again {resumed_s:.2f}s "
         f"after it; the old one back as a replica; acknowledged={len(acked)} "
         f"final={len(acked) - len(missing)} statuses={dict(statuses)} "
         f"exchange-sends-per-identity={dict(sorted(per_identity.items()))} "
@@ -307,7 +215,7 @@ def test_master_frozen_past_the_failover_comes_back_as_a_replica(
     assert not missing, missing[:10]
     assert set(statuses) <= {s.value for s in FINAL_OK}
     assert max(per_identity) <= REPEAT_BOUND
-    assert resume_s < FROZEN_S, "consumption resumed only when the old master came back"
+    assert resumed_s < FROZEN_S, "consumption resumed only when the old master came back"
     assert len(late_outcomes) == 5, "the same producer after the thaw"
     assert [w.pid for w in stack.workers if w.alive()] == pids, "no worker died or restarted"
     assert "Unrecoverable error" not in stack.logs()
