@@ -24,7 +24,7 @@ from typing import Any, Self
 
 import redis
 
-from cancelq.harness.embedded_redis import RedisServer, free_port, redis_server_binary
+from cancelq.harness.embedded_redis import RedisServer, TlsFiles, free_port, redis_server_binary
 from cancelq.harness.processes import end_process
 from cancelq.redis_client import SentinelOptions
 
@@ -46,8 +46,12 @@ class SentinelCluster:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
         appendonly: bool = True,
+        tls: TlsFiles | None = None,
     ) -> None:
+        """``tls``: every node and Sentinel speaks TLS only (one CA; no client certificates),
+        replication and Sentinel's own connections included."""
         self.workdir = workdir
+        self.tls = tls
         self.master_name = master_name
         self.password = password
         self.sentinel_password = sentinel_password
@@ -55,12 +59,15 @@ class SentinelCluster:
         self.failover_timeout_ms = failover_timeout_ms
         self.quorum = sentinels // 2 + 1
         # a new replica syncs at once (not after Redis' 5 s wait for more replicas)
-        quick_sync = ("--repl-diskless-sync-delay", "0")
+        quick_sync: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")
+        if tls is not None:
+            quick_sync += ("--tls-replication", "yes")  # a demoted master replicates too
         first = RedisServer(
             appendonly=appendonly,
             data_dir=self._dir("redis-0"),
             password=password,
             extra_args=quick_sync,
+            tls=tls,
         )
         self.servers = [first] + [
             RedisServer(
@@ -68,6 +75,7 @@ class SentinelCluster:
                 data_dir=self._dir(f"redis-{n}"),
                 password=password,
                 extra_args=(*quick_sync, "--replicaof", "127.0.0.1", str(first.port)),
+                tls=tls,
             )
             for n in range(1, replicas + 1)
         ]
@@ -92,18 +100,29 @@ class SentinelCluster:
 
     @property
     def options(self) -> SentinelOptions:
-        return SentinelOptions(self.master_name, password=self.sentinel_password)
+        if self.tls is None:
+            return SentinelOptions(self.master_name, password=self.sentinel_password)
+        return SentinelOptions(
+            self.master_name,
+            password=self.sentinel_password,
+            tls=True,
+            ca_file=str(self.tls.ca_cert),
+        )
 
     def sentinel_client(self, index: int = 0) -> redis.Redis:
         """A client of Sentinel ``index`` (one per Sentinel, closed with the cluster)."""
         port = self.sentinel_ports[index]
         if port not in self._clients:
+            tls: dict[str, Any] = {}
+            if self.tls is not None:
+                tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca_cert)}
             self._clients[port] = redis.Redis(
                 "127.0.0.1",
                 port,
                 password=self.sentinel_password,
                 socket_timeout=2,
                 decode_responses=True,
+                **tls,
             )
         return self._clients[port]
 
@@ -168,10 +187,20 @@ class SentinelCluster:
             lines.append(f"sentinel auth-pass {self.master_name} {self.password}")
         if self.sentinel_password:
             lines.append(f"requirepass {self.sentinel_password}")
+        if self.tls is not None:
+            lines[0] = "port 0"
+            lines += [
+                f"tls-port {port}",
+                f"tls-cert-file {self.tls.cert}",
+                f"tls-key-file {self.tls.key}",
+                f"tls-ca-cert-file {self.tls.ca_cert}",
+                "tls-auth-clients no",
+                "tls-replication yes",  # Sentinel's connections to the nodes and its peers
+            ]
         conf = directory / "sentinel.conf"
         conf.write_text("\n".join(lines) + "\n")  # Sentinel rewrites it: its own copy
         return subprocess.Popen(
-            [redis_server_binary(), str(conf), "--sentinel"],
+            [redis_server_binary(tls=self.tls is not None), str(conf), "--sentinel"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

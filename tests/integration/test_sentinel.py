@@ -24,6 +24,7 @@ from kombu import Connection, Queue
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.sentinel import SentinelCluster, roles
 from cancelq.harness.stack import sentinel_env
+from cancelq.harness.tls import make_tls_files
 from cancelq.keys import Keys
 from cancelq.worker.claims import _script as claims_script
 from cancelq.worker.host.kombu_channel import Transport
@@ -206,3 +207,46 @@ def test_after_an_outage_a_pod_judges_the_others_only_once_it_beat_a_ttl_again()
         assert time.monotonic() - back >= 0.6, "no sweep within a TTL of the outage's end"
         pulse.stop()
         client.close()
+
+
+def test_cancels_go_end_to_end_through_tls_sentinels_to_a_tls_master(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """CANCELQ_REDIS_SENTINEL_TLS and _CA_FILE: the worker (broker and state), the producer and
+    the CLI reach TLS-only Sentinels, and through them a TLS-only master, verifying the
+    certificates against the CA; nothing answers in plain text."""
+    workdir = tmp_path_factory.mktemp("tls-sentinel")
+    (workdir / "stack").mkdir()
+    files = make_tls_files(workdir, "sentinel")
+    with SentinelCluster(
+        workdir / "cluster",
+        replicas=1,
+        password=DATA_PASSWORD,
+        sentinel_password=SENTINEL_PASSWORD,
+        tls=files,
+    ) as tls_cluster:
+        port = tls_cluster.sentinel_ports[0]
+        with pytest.raises(redis.ConnectionError):  # a plain-text client is not answered
+            redis.Redis(port=port, password=SENTINEL_PASSWORD, socket_timeout=1).ping()
+        assert tls_cluster.options.tls
+        with suite_stack(
+            workdir / "stack",
+            redis_url=tls_cluster.url,
+            sentinel=tls_cluster.options,
+            extra_secrets=[SENTINEL_PASSWORD, DATA_PASSWORD],
+        ) as stack:
+            stack.start_worker()
+            _run_cancels(stack, 5)
+            rid = stack.producer.enqueue(**cancel(orderId=stack.place()))
+            assert stack.producer.wait(rid, 15) is not None
+            done = subprocess.run(
+                [sys.executable, "-m", "cancelq", "status", rid],
+                env={**os.environ, **stack.service_env()},
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert '"status": "cancelled"' in done.stdout or "cancelled" in done.stdout
+            assert SENTINEL_PASSWORD not in done.stdout + done.stderr
