@@ -4,17 +4,48 @@ acknowledged cancels the (new) master still knows, and when consumption resumed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cancelq.errors import StoreError
+from cancelq.harness.sentinel import SentinelCluster
 from cancelq.keys import Keys
 from cancelq.producers.client import CancelProducer
-from tests.faults.harness import ACCOUNTS, cancels, place
-from tests.support import Stack
+from tests.faults.conftest import FAULT_ENV
+from tests.faults.harness import (
+    ACCOUNTS,
+    assert_no_secrets,
+    cancels,
+    fault_accounts,
+    place,
+)
+from tests.support import Stack, suite_stack
+
+#: The simulator's limits as Bybit's, but no IP limit two cores could reach.
+SIM_ARGS = ("--ip-limit", "10000000")
+
+
+@contextlib.contextmanager
+def failover_stack(cluster: SentinelCluster, workdir: Path) -> Iterator[Stack]:
+    """The simulator and two workers (the fault tier's env) on ``cluster``'s Sentinel URL;
+    no secret anywhere after."""
+    with suite_stack(
+        workdir,
+        fault_accounts(),
+        redis_url=cluster.url,
+        sentinel=cluster.options,
+        sim_args=SIM_ARGS,
+        stop_timeout_s=15,
+    ) as stack:
+        stack.start_together([stack.worker(**FAULT_ENV) for _ in range(2)])
+        yield stack
+        assert_no_secrets(stack, stack.secrets)
+
 
 KEYS = ("desk1", "desk2", "desk3")  # 20/s each, at cancelq and at the exchange
 BATCH = 10

@@ -32,16 +32,21 @@ from cancelq.harness.embedded_redis import RedisServer
 from cancelq.harness.sentinel import SentinelCluster
 from cancelq.outcomes import Outcome
 from cancelq.producers.client import CancelProducer
-from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     ACCOUNTS,
     FINAL_OK,
-    assert_no_secrets,
-    fault_accounts,
     wait_final,
 )
-from tests.faults.sentinel_load import KEYS, Load, percentile_ms, plan, resume_s, survivors
-from tests.support import Stack, suite_stack
+from tests.faults.sentinel_load import (
+    KEYS,
+    Load,
+    failover_stack,
+    percentile_ms,
+    plan,
+    resume_s,
+    survivors,
+)
+from tests.support import Stack
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(150)]
 
@@ -50,7 +55,6 @@ PRODUCERS = 3  # per mode
 ENQUEUE_SPAN_S = 16.0  # 1,200 cancels over 16 s: 75/s, the exchange takes 60/s (3 keys of 20/s)
 CUT_AT_S = 7.0
 CUT_S = 2.0  # > the producer's replica_timeout_ms (1 s, shipped)
-SIM_ARGS = ("--ip-limit", "10000000")
 RATE_LIMITED = 10006
 REPEAT_BOUND = 2  # the README's: only a cancel whose outcome was lost runs twice
 
@@ -63,17 +67,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluste
 
 @pytest.fixture(scope="module")
 def stack(cluster: SentinelCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with suite_stack(
-        tmp_path_factory.mktemp("stack"),
-        fault_accounts(),
-        redis_url=cluster.url,
-        sentinel=cluster.options,
-        sim_args=SIM_ARGS,
-        stop_timeout_s=15,
-    ) as stack:
-        stack.start_together([stack.worker(**FAULT_ENV) for _ in range(2)])
+    with failover_stack(cluster, tmp_path_factory.mktemp("stack")) as stack:
         yield stack
-        assert_no_secrets(stack, stack.secrets)
 
 
 def cut_replication(cluster: SentinelCluster, master: RedisServer) -> None:

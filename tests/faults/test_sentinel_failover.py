@@ -23,19 +23,16 @@ from dataclasses import dataclass
 import pytest
 
 from cancelq.harness.sentinel import SentinelCluster, roles
-from tests.faults.conftest import FAULT_ENV
 from tests.faults.harness import (
     ACCOUNTS,
     FINAL_OK,
-    assert_no_secrets,
     cancels,
     exchange_counts,
-    fault_accounts,
     place,
     wait_final,
 )
-from tests.faults.sentinel_load import KEYS, Load, plan, resume_s, survivors
-from tests.support import Stack, suite_stack, wait_until
+from tests.faults.sentinel_load import KEYS, Load, failover_stack, plan, resume_s, survivors
+from tests.support import Stack, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -44,7 +41,6 @@ PRODUCERS = 3
 ENQUEUE_SPAN_S = 24.0  # each producer spreads its share over this long
 KILL_AT_S = 10.0
 #: Only the IP limit is lifted (one IP sends everything here); per-key limits are Bybit's.
-SIM_ARGS = ("--ip-limit", "10000000")
 WINDOW_MS = 1000.0
 #: The README's bound: only a request cut off mid-HTTP is sent a second time.
 REPEAT_BOUND = 2
@@ -61,17 +57,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluste
 
 @pytest.fixture(scope="module")
 def stack(cluster: SentinelCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with suite_stack(
-        tmp_path_factory.mktemp("stack"),
-        fault_accounts(),
-        redis_url=cluster.url,
-        sentinel=cluster.options,
-        sim_args=SIM_ARGS,
-        stop_timeout_s=15,
-    ) as stack:
-        stack.start_together([stack.worker(**FAULT_ENV) for _ in range(2)])
+    with failover_stack(cluster, tmp_path_factory.mktemp("stack")) as stack:
         yield stack
-        assert_no_secrets(stack, stack.secrets)
 
 
 @dataclass(frozen=True)
