@@ -96,6 +96,14 @@ class ExchangeUnavailableError(ExchangeError):
         super().__init__(f"{kind}: {detail}")
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis refused for want of memory: ``OOM`` on a command, or ``EXECABORT`` of a
+    transaction whose commands were queued before memory ran out and refused at ``EXEC``."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return True
+    return isinstance(exc, redis.exceptions.ExecAbortError) and "OOM" in str(exc)
+
+
 def store_error_kind(exc: BaseException | None) -> str:
     """The kind of a Redis failure (one of :data:`STORE_ERROR_KINDS`), read from ``exc`` and
     what it was raised from; redis-py names Redis's error prefixes (``OOM``, ``READONLY``,
@@ -103,7 +111,7 @@ def store_error_kind(exc: BaseException | None) -> str:
     for _ in range(4):  # ours, then redis-py's: a short chain
         if exc is None:
             break
-        if isinstance(exc, StoreFullError | redis.exceptions.OutOfMemoryError):
+        if isinstance(exc, StoreFullError) or is_out_of_memory(exc):
             return "oom"
         if isinstance(exc, NotReplicatedError):
             return "not_replicated"

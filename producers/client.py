@@ -29,7 +29,7 @@ import redis
 
 from cancelq.confirmations import ConfirmationRecord
 from cancelq.contract import KILL_QUEUE, KILL_TASK_NAME, QUEUE, parse_cancel, parse_kill
-from cancelq.errors import NotReplicatedError, StoreError, StoreFullError
+from cancelq.errors import NotReplicatedError, StoreError, StoreFullError, is_out_of_memory
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, OutcomeReader
 from cancelq.producers import confirmations
@@ -123,7 +123,9 @@ class CancelProducer:
                 replicas=self._min_replicas,
                 timeout_ms=self._replica_timeout_ms,
             )
-        except redis.exceptions.OutOfMemoryError as exc:
+        except redis.exceptions.ResponseError as exc:
+            if not is_out_of_memory(exc):
+                raise StoreError(f"enqueue failed: {exc}") from exc
             raise StoreFullError(
                 f"enqueue refused: Redis is out of memory (used memory over maxmemory): none of "
                 f"these {len(messages)} cancels was enqueued; enqueue them again once Redis has "

@@ -12,6 +12,7 @@ from cancelq.errors import (
     NotReplicatedError,
     StoreError,
     StoreFullError,
+    is_out_of_memory,
     store_error_kind,
 )
 
@@ -67,3 +68,16 @@ def test_an_oom_reply_parsed_by_redis_py_is_oom() -> None:
     assert (
         store_error_kind(parsed("NOPERM User producer has no permissions to run 'del'")) == "noperm"
     )
+
+
+def test_a_transaction_aborted_at_exec_for_want_of_memory_is_oom() -> None:
+    """Commands queued while memory was there, refused at EXEC (``EXECABORT ... OOM``): redis-py
+    raises ExecAbortError with no queued error to raise instead."""
+    aborted = redis.exceptions.ExecAbortError(
+        "Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'."
+    )
+    assert is_out_of_memory(aborted)
+    assert store_error_kind(aborted) == "oom"
+    other = redis.exceptions.ExecAbortError("Transaction discarded because of previous errors.")
+    assert not is_out_of_memory(other)
+    assert store_error_kind(other) == "other"

@@ -40,6 +40,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual as kombu_virtual
 from kombu.utils.json import loads
 
+from cancelq.errors import is_out_of_memory
 from cancelq.worker.dead_letters import Reason
 from cancelq.worker.envelopes import (
     PREVIEW_BYTES,
@@ -76,7 +77,9 @@ class QoS(kombu_redis.QoS):
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         try:
             super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
-        except redis.exceptions.OutOfMemoryError:
+        except redis.exceptions.ResponseError as exc:
+            if not is_out_of_memory(exc):
+                raise
             log.error(
                 "Redis out of memory: a message to requeue stays in the unacked hash; it is "
                 "restored after the visibility timeout"
@@ -160,7 +163,9 @@ class CheckedPops(kombu_redis.Channel):
         written: it is one transaction), push the item back to the end it was popped from."""
         try:
             self.connection._deliver(payload, dest)
-        except redis.exceptions.OutOfMemoryError:
+        except redis.exceptions.ResponseError as exc:
+            if not is_out_of_memory(exc):  # OOM, or EXECABORT: memory ran out before EXEC
+                raise
             self._hand_back(popped_from, item)
 
     def _hand_back(self, queue: str, item: bytes | str) -> None:
