@@ -101,7 +101,9 @@ def read_outcomes(client: redis.Redis, ids: Sequence[str]) -> dict[str, dict[str
     return out
 
 
-def wait_outcomes(stack: Stack, offered: Offered, timeout_s: float) -> dict[str, dict[str, Any]]:
+def wait_outcomes(
+    stack: Stack, offered: Offered, timeout_s: float, poll_s: float = 0.02
+) -> dict[str, dict[str, Any]]:
     """Outcomes of the offered cancels, waiting at most ``timeout_s`` (missing ones absent)."""
     deadline = time.monotonic() + timeout_s
     done: dict[str, dict[str, Any]] = {}
@@ -111,20 +113,23 @@ def wait_outcomes(stack: Stack, offered: Offered, timeout_s: float) -> dict[str,
         done.update(got)
         pending = [r for r in pending if r not in got]
         if pending:
-            time.sleep(0.02)
+            time.sleep(poll_s)
     return done
 
 
-def wait_drained(stack: Stack, timeout_s: float, queue: str = "cancelq") -> tuple[float, int]:
+def wait_drained(
+    stack: Stack, timeout_s: float, queue: str = "cancelq", poll_s: float = 0.002
+) -> tuple[float, int]:
     """Wait until the queue is empty and nothing is unacked (every worker process's unacked
-    hash: each has its own); returns (time.time(), polls)."""
+    hash: each has its own); returns (time.time(), polls). Each poll is three Redis round
+    trips: a cost figure polls slower (``poll_s``)."""
     deadline = time.monotonic() + timeout_s
     polls = 0
     while time.monotonic() < deadline:
         polls += 1
         if stack.redis.llen(queue) == 0 and unacked(stack.redis) == 0:
             return time.time(), polls
-        time.sleep(0.002)
+        time.sleep(poll_s)
     raise TimeoutError(f"queue not drained in {timeout_s}s")
 
 

@@ -4,18 +4,18 @@ Workers count, where a reply is classified, the budget units a request spent tha
 exchange (``sent``), rate-limit answers (``rate_limited``: 10006, 30035, HTTP 429) and
 authentication failures (``auth_failed``: 10003, 10004, 10005, 10027). Each bucket is one hash
 (``Keys.signals``), field ``<account>:<category>|<signal>``, expiring after a few minutes; the
-increments ride in the pipeline that records the request's outcomes (no round trip of their
-own). ``cancelq top`` sums the last :data:`MINUTE_BUCKETS` buckets: "the last minute" is 50 to
-60 s. Best effort: a pipeline re-run after a Redis script flush may count a request twice.
+increments ride in the pipeline that records the request's outcomes, in the script that
+restamps its budget units (``restamp.lua``: no command of their own). ``cancelq top`` sums the
+last :data:`MINUTE_BUCKETS` buckets: "the last minute" is 50 to 60 s. Best effort: a pipeline
+re-run after a Redis script flush may count a request twice.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Final
-
-import redis
 
 from cancelq.keys import Keys
 from cancelq.replies import as_text
@@ -32,15 +32,20 @@ def bucket_of(now_ms: int) -> int:
     return now_ms // BUCKET_MS
 
 
-def queue_counts(
-    pipe: redis.client.Pipeline, keys: Keys, lane: str, counts: Mapping[str, int], now_ms: int
-) -> None:
-    """Queue, on ``pipe``, the increments of ``lane``'s signals in the current bucket."""
-    key = keys.signals(bucket_of(now_ms))
-    for signal, n in counts.items():
-        if n:
-            pipe.hincrby(key, f"{lane}|{signal}", n)
-    pipe.expire(key, BUCKET_TTL_S)
+@dataclass(frozen=True)
+class SignalCounts:
+    """Increments of one lane's signals in one bucket (``restamp.lua`` applies them with the
+    request's budget units: no command of their own)."""
+
+    key: str
+    increments: dict[str, int]  # field <lane>|<signal> -> n, zeros left out
+    ttl_s: int = BUCKET_TTL_S
+
+    @classmethod
+    def of(cls, keys: Keys, lane: str, counts: Mapping[str, int], now_ms: int) -> SignalCounts:
+        """``lane``'s ``counts`` (signal -> n) in the bucket of ``now_ms``."""
+        increments = {f"{lane}|{signal}": n for signal, n in counts.items() if n}
+        return cls(keys.signals(bucket_of(now_ms)), increments)
 
 
 def minute_keys(keys: Keys, now_ms: int) -> list[str]:

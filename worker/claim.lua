@@ -26,36 +26,38 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= ARGV[1] then
-  local state = redis.call('HGET', KEYS[1], 'state')
-  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease') or '0')
-  if state == 'done' or lease > now then
-    return {'duplicate', owner, 0, 0, {}}
-  end
+-- one read of the whole claim, one write back: each call from Lua costs Redis CPU
+local held = redis.call('HMGET', KEYS[1], 'owner', 'state', 'lease', 'heldIn', 'heldAs',
+                        'startedAt', 'attempts')
+local owner, state, lease, held_in, held_as = held[1], held[2], held[3], held[4], held[5]
+local started, attempts = held[6], tonumber(held[7] or '0')
+if owner and owner ~= ARGV[1] and (state == 'done' or tonumber(lease or '0') > now) then
+  return {'duplicate', owner, 0, 0, {}}
 end
 if ARGV[7] ~= '' then
   if redis.call('HEXISTS', ARGV[6], ARGV[7]) == 0 then
     return {'taken', ARGV[1], 0, 0, {}}
   end
-  if owner == ARGV[1] then
-    local hash = redis.call('HGET', KEYS[1], 'heldIn')
-    local tag = redis.call('HGET', KEYS[1], 'heldAs')
-    if hash and tag and (hash ~= ARGV[6] or tag ~= ARGV[7])
-        and redis.call('HEXISTS', hash, tag) == 1 then
-      return {'held', ARGV[1], 0, 0, {}}
-    end
+  if owner == ARGV[1] and held_in and held_as and (held_in ~= ARGV[6] or held_as ~= ARGV[7])
+      and redis.call('HEXISTS', held_in, held_as) == 1 then
+    return {'held', ARGV[1], 0, 0, {}}
   end
 end
+attempts = attempts + tonumber(ARGV[5])
+local fields = {'attempts', attempts, 'lease', now + tonumber(ARGV[2])}
 if owner ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'state', 'inflight')
-  redis.call('HSETNX', KEYS[1], 'startedAt', ARGV[4])
+  -- a new owner keeps the identity's first startedAt (its first attempt's time)
+  fields[#fields + 1], fields[#fields + 2] = 'owner', ARGV[1]
+  fields[#fields + 1], fields[#fields + 2] = 'state', 'inflight'
+  if not started then
+    started = ARGV[4]
+    fields[#fields + 1], fields[#fields + 2] = 'startedAt', started
+  end
 end
 if ARGV[7] ~= '' then
-  redis.call('HSET', KEYS[1], 'heldIn', ARGV[6], 'heldAs', ARGV[7])
+  fields[#fields + 1], fields[#fields + 2] = 'heldIn', ARGV[6]
+  fields[#fields + 1], fields[#fields + 2] = 'heldAs', ARGV[7]
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[5]))
-redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {'own', ARGV[1], attempts, redis.call('HGET', KEYS[1], 'startedAt'),
-        redis.call('HGETALL', KEYS[3])}
+return {'own', ARGV[1], attempts, started, redis.call('HGETALL', KEYS[3])}

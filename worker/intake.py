@@ -1,9 +1,10 @@
 """Intake in one round trip: a request's dedup claim and, in the same script, its admission.
 
 ``claim.lua`` and ``admit.lua`` are composed unchanged (each becomes a local function of one
-script; the glue splits KEYS and ARGV between them). The admission runs only when this request
-owns the cancel and no kill switch has run on its lane; otherwise the caller decides with the
-claim alone (a kill marker needs the request's enqueue time, which Python compares). This saves
+script; the glue splits KEYS and ARGV between them, and hands admit the claim's attempts, so it
+does not read the claim again). The admission runs only when this request owns the cancel and
+no kill switch has run on its lane; otherwise the caller decides with the claim alone (a kill
+marker needs the request's enqueue time, which Python compares). This saves
 a Redis round trip per cancel on the common path, where a round trip is the largest cost
 (``python -m bench.profile``: socket sends were a third of the worker's samples).
 """
@@ -33,8 +34,9 @@ local claimed = claim(slice(KEYS, 1, {CLAIM_KEYS}), slice(ARGV, 1, {CLAIM_ARGS})
 if claimed[1] ~= 'own' or #claimed[5] > 0 then
   return {{claimed}}
 end
-return {{claimed, admit(slice(KEYS, {CLAIM_KEYS + 1}, {CLAIM_KEYS + ADMIT_KEYS}),
-                      slice(ARGV, {CLAIM_ARGS + 1}, {CLAIM_ARGS + ADMIT_ARGS}))}}
+local admit_argv = slice(ARGV, {CLAIM_ARGS + 1}, {CLAIM_ARGS + ADMIT_ARGS})
+admit_argv[#admit_argv + 1] = tostring(claimed[3])  -- owned: its attempts, not read again
+return {{claimed, admit(slice(KEYS, {CLAIM_KEYS + 1}, {CLAIM_KEYS + ADMIT_KEYS}), admit_argv)}}
 """
 
 

@@ -26,7 +26,7 @@ from cancelq.besteffort import safely
 from cancelq.bybit.client import ENDPOINT_LABELS, ExchangeReply
 from cancelq.contract import CancelRequest, parse_cancel, read_cancel
 from cancelq.errors import ContractError, StoreError
-from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, queue_counts
+from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
 from cancelq.worker.field_notes import FieldNotes
@@ -320,10 +320,11 @@ class CancelPipeline:
             counts = self._signals(tickets, actions)
 
             def also(pipe: redis.client.Pipeline) -> None:
-                if spent is not None:
-                    self.lanes.queue_restamp(pipe, spent.lane, spent.units)
                 lane = lane_name(tickets[0].alias, tickets[0].category)
-                queue_counts(pipe, self.rt.keys, lane, counts, now_ms())
+                signals = SignalCounts.of(self.rt.keys, lane, counts, now_ms())
+                units = spent.units if spent is not None else []
+                window_ms = self._budget(tickets[0]).window_ms
+                self.lanes.queue_restamp(pipe, lane, units, window_ms, signals)
 
         # one round trip for a whole batch's outcomes and the restamp
         self.recorder.finish_many(finals, also=also, also_scripts=self.lanes.scripts)

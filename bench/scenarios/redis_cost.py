@@ -1,9 +1,12 @@
 """What one Redis spends on cancelq: Redis CPU per cancel (``INFO cpu`` before and after a
 burst across 10 keys, one worker pod, the idle cost of the same time subtracted), the
 single-Redis ceiling it implies, Redis commands per cancel (``INFO commandstats``, Lua's inner
-calls included) and what an idle worker pod costs (commands and CPU per second).
+calls included, named by command), Redis round trips per cancel (``INFO stats``
+``total_reads_processed``: a pipeline arrives in one read), what an idle worker pod costs, and
+one cancel's round trips named one by one on the fast and on the parked path (``MONITOR``,
+:mod:`bench.round_trips`).
 
-The harness's own polling (LLEN, HLEN, ZREVRANGE every few ms while it waits for the drain)
+The harness's own polling (LLEN, HLEN, ZREVRANGE every 50 ms while it waits for the drain)
 and its enqueue (LPUSH) are in the CPU figure, a small overstatement; they are left out of
 the command count (bench.measure.HARNESS_COMMANDS).
 """
@@ -11,20 +14,31 @@ the command count (bench.measure.HARNESS_COMMANDS).
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import redis
 
 from bench import load
 from bench.context import THREADS_POOL, Context
 from bench.measure import Figure, Spread, command_delta, commandstats
+from bench.round_trips import Monitor, cancel_round_trips, describe
+from bench.stack import Stack
+from cancelq.harness.accounts import AccountSpec
 
 KEYS_USED = 10
 IDLE_S = 5.0
+DRAIN_POLL_S = 0.05
+#: A poll of the drain: LLEN, ZREVRANGE and a pipeline of HLENs.
+READS_PER_POLL = 3
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def reads(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_reads_processed"])
 
 
 def idle_rates(ctx: Context) -> tuple[float, float]:
@@ -37,24 +51,63 @@ def idle_rates(ctx: Context) -> tuple[float, float]:
     return sum(command_delta(calls0, calls1).values()) / elapsed, (cpu1 - cpu0) * 1e6 / elapsed
 
 
-def burst_cost(ctx: Context, idle_cpu_us_s: float) -> tuple[float, float]:
-    """(Redis CPU µs per cancel with the idle cost subtracted, commands per cancel)."""
+def burst_cost(ctx: Context, idle_cpu_us_s: float) -> tuple[float, Counter[str], float]:
+    """(Redis CPU µs per cancel with the idle cost subtracted, commands per cancel by name,
+    round trips per cancel)."""
     stack, client = ctx.stack, ctx.stack.redis
     n = ctx.sizes.throughput_n * 5
     plan = [ctx.keys.many[i % KEYS_USED] for i in range(n)]
     links = load.place_orders_for(stack, plan)
-    calls0, cpu0, t0 = commandstats(client), redis_cpu_s(client), time.monotonic()
+    calls0, cpu0, reads0, t0 = (
+        commandstats(client),
+        redis_cpu_s(client),
+        reads(client),
+        time.monotonic(),
+    )
     load.burst(stack, list(zip(plan, links, strict=True)))
-    load.wait_drained(stack, 600)
-    calls1, cpu1, t1 = commandstats(client), redis_cpu_s(client), time.monotonic()
+    _, polls = load.wait_drained(stack, 600, poll_s=DRAIN_POLL_S)
+    calls1, cpu1, reads1, t1 = (
+        commandstats(client),
+        redis_cpu_s(client),
+        reads(client),
+        time.monotonic(),
+    )
     busy_us = (cpu1 - cpu0) * 1e6 - idle_cpu_us_s * (t1 - t0)
-    return busy_us / n, sum(command_delta(calls0, calls1).values()) / n
+    per_command = Counter({k: v / n for k, v in command_delta(calls0, calls1).items()})
+    trips = (reads1 - reads0 - READS_PER_POLL * polls) / n
+    return busy_us / n, per_command, trips
+
+
+def trace_one(stack: Stack, key: AccountSpec, *, parked: bool) -> str:
+    """One cancel of ``key`` with nothing else in flight, its round trips named."""
+    link = load.place_orders(stack, key, 1)[0]
+    monitor = Monitor(redis.Redis.from_url(stack.redis_server.url)).start()
+    try:
+        mark = monitor.mark()
+        offered = load.burst(stack, [(key, link)])
+        if not load.wait_outcomes(stack, offered, 30, poll_s=DRAIN_POLL_S):
+            raise TimeoutError("the traced cancel did not finish in 30 s")
+        time.sleep(0.3)  # its acknowledgement
+    finally:
+        monitor.stop()
+    trips = cancel_round_trips(monitor.entries[mark:], parked=parked)
+    calls = sum(len(t.commands) + t.inner for t in trips)
+    return f"{len(trips)} round trips, {calls} commands: {describe(trips)}"
+
+
+def spend_budget(stack: Stack, key: AccountSpec) -> None:
+    """Spend ``key``'s whole window (20 at once) so its next cancel parks."""
+    links = load.place_orders(stack, key, int(key.rate_limit_per_s or 20))
+    load.burst(stack, [(key, link) for link in links])
+    load.wait_drained(stack, 30)
 
 
 def run(ctx: Context) -> None:
     cpu: list[float] = []
     cmds: list[float] = []
+    trips: list[float] = []
     idle_cmds: list[float] = []
+    by_name: Counter[str] = Counter()
     for rep in range(ctx.sizes.repeats):
         ctx.say(f"redis cost: rep {rep + 1}")
         ctx.stack.reset(rate_limits=False)
@@ -62,13 +115,47 @@ def run(ctx: Context) -> None:
         with ctx.stack.workers("cancelq", 1, THREADS_POOL, **every_key):
             time.sleep(1.0)  # the first beats and sweeps of a new pod
             idle_calls_s, idle_cpu_us_s = idle_rates(ctx)
-            per_cancel_us, per_cancel_cmds = burst_cost(ctx, idle_cpu_us_s)
+            per_cancel_us, per_command, per_cancel_trips = burst_cost(ctx, idle_cpu_us_s)
+            if rep == 0:
+                ctx.say("redis cost: one cancel traced, fast and parked path")
+                fast = trace_one(ctx.stack, ctx.keys.free, parked=False)
+                spend_budget(ctx.stack, ctx.keys.limited["hot"])
+                parked = trace_one(ctx.stack, ctx.keys.limited["hot"], parked=True)
         cpu.append(per_cancel_us)
-        cmds.append(per_cancel_cmds)
+        cmds.append(sum(per_command.values()))
+        trips.append(per_cancel_trips)
         idle_cmds.append(idle_calls_s)
+        by_name.update(per_command)
+    _report(
+        ctx,
+        cpu=cpu,
+        cmds=cmds,
+        trips=trips,
+        idle_cmds=idle_cmds,
+        by_name=by_name,
+        fast=fast,
+        parked=parked,
+    )
+
+
+def _report(
+    ctx: Context,
+    *,
+    cpu: list[float],
+    cmds: list[float],
+    trips: list[float],
+    idle_cmds: list[float],
+    by_name: Counter[str],
+    fast: str,
+    parked: str,
+) -> None:
     cpu_spread = Spread.of_repeats(cpu)
     ceiling = 1e6 / cpu_spread.median
     n = ctx.sizes.throughput_n * 5
+    repeats = ctx.sizes.repeats
+    named = ", ".join(
+        f"{name} {count / repeats:.1f}" for name, count in by_name.most_common() if count >= 0.05
+    )
     ctx.results.add(
         Figure(
             "redis",
@@ -86,6 +173,17 @@ def run(ctx: Context) -> None:
             "Redis commands per cancel (Lua inner calls included)",
             Spread.of_repeats(cmds),
             "cmds",
+            note=f"by command: {named}",
+        )
+    )
+    ctx.results.add(
+        Figure(
+            "redis",
+            "Redis round trips per cancel (reads Redis processed)",
+            Spread.of_repeats(trips),
+            "round trips",
+            note="the drain's polling subtracted; the producer's pipelined enqueue: "
+            "one read per 1,000",
         )
     )
     ctx.results.add(
@@ -97,3 +195,5 @@ def run(ctx: Context) -> None:
             note=f"measured over {IDLE_S:g} s with nothing queued",
         )
     )
+    ctx.results.notes.append(f"one cancel on the fast path (an idle lane): {fast}")
+    ctx.results.notes.append(f"one cancel on the parked path (its lane's budget spent): {parked}")

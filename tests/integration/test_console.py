@@ -16,8 +16,9 @@ from cancelq import halts
 from cancelq.console.snapshot import COMMANDS, read_snapshot
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
-from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, queue_counts
+from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.ratelimit.lanes import Budget, Lanes
+from cancelq.worker.scripted_pipeline import run_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEYS = Keys()
@@ -57,11 +58,17 @@ def build(client: redis.Redis) -> None:
     halts.halt(client, KEYS, "stop", by="ops@test", reason="runaway strategy")
     park(lanes, "stop", 2)  # halted: parked although budget is left
     lanes.pause("busy", "spot", 5_000, "10006")
-    with client.pipeline(transaction=False) as pipe:
-        now = int(time.time() * 1000)
-        queue_counts(pipe, KEYS, "busy:spot", {SENT: 4, RATE_LIMITED: 1}, now)
-        queue_counts(pipe, KEYS, "auth:spot", {SENT: 1, AUTH_FAILED: 1}, now - 20_000)
-        pipe.execute()
+    now = int(time.time() * 1000)
+    counted = [
+        ("busy:spot", SignalCounts.of(KEYS, "busy:spot", {SENT: 4, RATE_LIMITED: 1}, now)),
+        ("auth:spot", SignalCounts.of(KEYS, "auth:spot", {SENT: 1, AUTH_FAILED: 1}, now - 20_000)),
+    ]
+
+    def count(pipe: redis.client.Pipeline) -> None:  # as a worker does after a reply
+        for lane, signals in counted:
+            lanes.queue_restamp(pipe, lane, [], 1000, signals)
+
+    run_pipeline(client, count, lanes.scripts)
     client.zadd(KEYS.pods(), {"pod-a": 0})
     client.hset(KEYS.pod_unacked("pod-a"), "tag-1", held_cancel("busy"))
     client.lpush(KEYS.queue, "m1", "m2")

@@ -11,6 +11,7 @@ import redis
 
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
+from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import ClaimEntry, ClaimStore, parse_claim
 from cancelq.worker.intake import Intake
 from cancelq.worker.ratelimit.lanes import Budget, Lanes
@@ -202,10 +203,28 @@ def test_a_dispatched_batch_counts_its_units_from_its_reply(
 
     def restamp(pipe: redis.client.Pipeline) -> None:
         units = [f"{kwargs['spent']}:{k}" for k in range(1, kwargs["units"] + 1)]
-        lanes.queue_restamp(pipe, "acct:spot", units)
+        lanes.queue_restamp(pipe, "acct:spot", units, SPOT.window_ms)
 
     assert run_pipeline(client, restamp, lanes.scripts) == [3]
+    assert run_pipeline(client, restamp, lanes.scripts) == [3]  # safe to run twice
     moved = {m: t for m, t in client.zrange(log, 0, -1, withscores=True) if m.startswith(prefix)}
     assert moved.keys() == spent.keys()
     assert all(moved[m] >= spent[m] + 40 for m in spent)
     assert 0 < client.pttl(log) <= 2 * SPOT.window_ms
+
+
+def test_the_reply_script_counts_signals_in_an_expiring_bucket(
+    client: redis.Redis, lanes: Lanes
+) -> None:
+    """restamp.lua counts what the exchange said in the same call (cancelq top reads it): the
+    bucket's fields add up, and the bucket expires (its ttl set when a field is first counted)."""
+    now = int(time.time() * 1000)
+    signals = SignalCounts.of(KEYS, "acct:spot", {SENT: 2, RATE_LIMITED: 1, AUTH_FAILED: 0}, now)
+
+    def count(pipe: redis.client.Pipeline) -> None:
+        lanes.queue_restamp(pipe, "acct:spot", [], SPOT.window_ms, signals)
+
+    assert run_pipeline(client, count, lanes.scripts) == [0]  # no units to restamp
+    assert run_pipeline(client, count, lanes.scripts) == [0]
+    assert client.hgetall(signals.key) == {b"acct:spot|sent": b"4", b"acct:spot|rate_limited": b"2"}
+    assert 0 < client.ttl(signals.key) <= signals.ttl_s

@@ -177,3 +177,34 @@ def test_halt_and_resume_are_audited(client: redis.Redis) -> None:
 def test_a_pause_keeps_its_reason(lanes: Lanes, client: redis.Redis) -> None:
     lanes.pause("a", "spot", 400, "10006")
     assert client.get(KEYS.lane_pause_reason("a:spot")) == b"10006"
+
+
+def test_the_lane_config_is_written_when_it_changes_and_keeps_the_exchanges_limit(
+    lanes: Lanes, client: redis.Redis
+) -> None:
+    """admit.lua reads the lane's config and writes it only when the budget changed (one call
+    from Lua instead of three a cancel); it has no ttl, so the exchange's limit stays."""
+    cfg = f"{KEYS.lane('a:spot')}:cfg"
+    admit(lanes, "r0")
+    lanes.observe_limit("a", "spot", 3)
+    written = client.hgetall(cfg)
+    assert written == {
+        b"limit": b"5",
+        b"window": b"1000",
+        b"batch": b"10",
+        b"per_item": b"1",
+        b"exchange_limit": b"3",
+    }
+    assert client.pttl(cfg) == -1
+    admit(lanes, "r1")
+    assert client.hgetall(cfg) == written
+    assert [admit(lanes, f"r{i}").admitted for i in range(2, 4)] == [True, False]  # 3 in all
+    wider = Budget(limit=8, window_ms=2000, batch=20, per_item=False)
+    admit(lanes, "r9", budget=wider)
+    assert client.hmget(cfg, "limit", "window", "batch", "per_item", "exchange_limit") == [
+        b"8",
+        b"2000",
+        b"20",
+        b"0",
+        b"3",
+    ]

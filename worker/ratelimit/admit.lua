@@ -6,7 +6,8 @@
 -- KEYS[3]  pause   string: ms until which the exchange told us to stop (10006 / 429)
 -- KEYS[4]  ready   zset of lanes with parked cancels (member = lane name, score = ready ms)
 -- KEYS[5]  item    string: the parked cancel's JSON (what dispatch puts in the message)
--- KEYS[6]  config  hash of the lane: limit, window, batch, per_item (read by dispatch.lua)
+-- KEYS[6]  config  hash of the lane: limit, window, batch, per_item (read by dispatch.lua),
+--                  exchange_limit (Lanes.observe_limit); no ttl
 -- KEYS[7]  claim   dedup claim hash of the cancel: its lease is extended while it is parked
 -- KEYS[8]  halts   hash of halted accounts (alias -> who/why): a halted account never sends,
 --                  its cancels park until ``cancelq resume``
@@ -26,6 +27,8 @@
 -- ARGV[12] account alias (the field of KEYS[8])
 -- ARGV[13] pub/sub channel told when this parking makes a lane ready sooner than every lane
 --          dispatchers already wait for (they sleep until the earliest; "" = tell nobody)
+-- ARGV[14] (optional) the claim's attempts when the caller has just claimed this cancel for
+--          this request in the same script (the intake): the claim is not read again
 -- Returns {1, attempts, unit}: send now (a unit is spent, the log's member named unit; the
 --         claim counts this attempt), or
 --         {0, delay}: parked (the claim's lease now covers the wait).
@@ -35,11 +38,19 @@ local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local delay = tonumber(ARGV[6])
-redis.call('HSET', KEYS[6], 'limit', limit, 'window', window, 'batch', ARGV[7],
-           'per_item', ARGV[8])
-redis.call('PEXPIRE', KEYS[6], ARGV[9])
+-- the lane's config for dispatch.lua, written only when it changed (one read a call instead
+-- of three writes: each call from Lua costs Redis CPU); it has no ttl, one small hash a lane
+local cfg = redis.call('HMGET', KEYS[6], 'limit', 'window', 'batch', 'per_item',
+                       'exchange_limit')
+if tonumber(cfg[1]) ~= limit or tonumber(cfg[2]) ~= window or cfg[3] ~= ARGV[7]
+   or cfg[4] ~= ARGV[8] then
+  redis.call('HSET', KEYS[6], 'limit', limit, 'window', window, 'batch', ARGV[7],
+             'per_item', ARGV[8])
+end
 -- the exchange may announce a lower limit (X-Bapi-Limit) than configured: obey the lower
-limit = math.min(limit, tonumber(redis.call('HGET', KEYS[6], 'exchange_limit') or limit))
+limit = math.min(limit, tonumber(cfg[5] or limit))
+-- the caller claimed this cancel in the same script (intake.lua): owned, attempts known
+local known = tonumber(ARGV[14] or '')
 
 local coalesce = tonumber(ARGV[11] or '0')
 local busy = coalesce > 0 and redis.call('ZCOUNT', KEYS[1], now - coalesce, '+inf') > 0
@@ -52,7 +63,11 @@ if delay == 0 and not busy and not halted and tonumber(redis.call('GET', KEYS[3]
     redis.call('ZADD', KEYS[1], now, unit)
     redis.call('PEXPIRE', KEYS[1], window * 2)
     local attempts = 0
-    if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
+    if known then
+      attempts = known + 1
+      redis.call('HSET', KEYS[7], 'attempts', attempts, 'lease', now + tonumber(ARGV[10]),
+                 'state', 'inflight')
+    elseif redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
       attempts = redis.call('HINCRBY', KEYS[7], 'attempts', 1)
       redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[10]), 'state', 'inflight')
     end
@@ -69,7 +84,7 @@ if redis.call('ZADD', KEYS[4], 'LT', 'CH', ready_at, ARGV[5]) == 1 and (ARGV[13]
    and (earliest[2] == nil or ready_at < tonumber(earliest[2])) then
   redis.call('PUBLISH', ARGV[13], ARGV[5])
 end
-if redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
+if known or redis.call('HGET', KEYS[7], 'owner') == ARGV[3] then
   redis.call('HSET', KEYS[7], 'lease', now + tonumber(ARGV[9]), 'state', 'parked')
   redis.call('HDEL', KEYS[7], 'heldIn', 'heldAs')  -- the lane holds it now, no delivery
 end

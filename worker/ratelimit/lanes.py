@@ -21,6 +21,7 @@ from redis.commands.core import Script
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.replies import as_text
+from cancelq.signals import SignalCounts
 from cancelq.worker.scripted_pipeline import queue_script
 
 #: Bybit's cancel-batch caps: 10 items for spot, 20 for the others.
@@ -201,11 +202,24 @@ class Lanes:
         """The scripts a pipeline may queue through :meth:`queue_restamp`."""
         return [self._restamp]
 
-    def queue_restamp(self, pipe: redis.client.Pipeline, lane: str, units: Sequence[str]) -> None:
+    def queue_restamp(
+        self,
+        pipe: redis.client.Pipeline,
+        lane: str,
+        units: Sequence[str],
+        window_ms: int,
+        signals: SignalCounts | None = None,
+    ) -> None:
         """Queue, on ``pipe``: the request that spent ``units`` of ``lane``
-        (``account:category``) got its reply now; they count from now (``restamp.lua``)."""
-        base = self._keys.lane(lane)
-        queue_script(pipe, self._restamp, [f"{base}:log", f"{base}:cfg"], list(units))
+        (``account:category``, a ``window_ms`` window) got its reply now; they count from now,
+        and ``signals`` are counted in the same call (``restamp.lua``)."""
+        increments = signals.increments if signals is not None else {}
+        args: list[str | int] = [window_ms, signals.ttl_s if signals else 0, len(increments)]
+        for field, n in increments.items():
+            args += [field, n]
+        # without signals, KEYS[2] is a name in the prefix the script never writes
+        keys = [f"{self._keys.lane(lane)}:log", signals.key if signals else self._keys.no_claim()]
+        queue_script(pipe, self._restamp, keys, [*args, *units])
 
     def pause(self, account: str, category: str, duration_ms: int, reason: str = "") -> None:
         """The exchange said stop (10006/429): nothing leaves this lane for ``duration_ms``;
