@@ -16,6 +16,8 @@ import redis
 HARNESS_COMMANDS = frozenset(
     {"lpush", "mget", "llen", "hlen", "zrevrange", "info", "config|resetstat"}
 )
+#: What the harness sends while it only watches an idle pod: its INFO readings.
+READING_COMMANDS = frozenset({"info"})
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -88,11 +90,17 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in raw.items()}
 
 
-def command_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+def command_delta(
+    before: Mapping[str, int],
+    after: Mapping[str, int],
+    left_out: frozenset[str] = HARNESS_COMMANDS,
+) -> dict[str, int]:
+    """Calls per command between two ``commandstats`` readings, ``left_out`` left out (by
+    default the harness's own: its polling and enqueue)."""
     return {
         k: after.get(k, 0) - before.get(k, 0)
         for k in after
-        if after.get(k, 0) - before.get(k, 0) > 0 and k not in HARNESS_COMMANDS
+        if after.get(k, 0) - before.get(k, 0) > 0 and k not in left_out
     }
 
 

@@ -125,10 +125,6 @@ class Keys:
         """Zset of worker processes (pod id -> Redis-clock ms of its last heartbeat)."""
         return f"{self.prefix}:pods"
 
-    def pod(self, pod_id: str) -> str:
-        """A worker process's liveness key: it exists while the process beats (short TTL)."""
-        return f"{self.prefix}:pod:{pod_id}"
-
     def pod_unacked(self, pod_id: str) -> str:
         """Kombu's unacked hash of one worker process (delivery tag -> [message, exchange,
         routing key]): what that process holds, taken over when it dies."""

@@ -2,17 +2,16 @@
 dead one held (``worker/takeover.py``).
 
 Each consuming worker process (a prefork pool's children share their parent's) has a pod id
-and beats every ``pod_beat_s`` from a thread of its own, beside Celery's event loop: the key
-``<prefix>:pod:<id>`` is set with a TTL of ``pod_ttl_s`` and the pod's entry in the
-``<prefix>:pods`` zset gets the Redis clock. A process whose key has expired is dead to the
-others. The thread never stops before the process ends: a warm shutdown still runs requests
-(and kombu hands back the rest), so the pod stays alive until it exits and its key expires a
-TTL later.
+and beats every ``pod_beat_s`` from a thread of its own, beside Celery's event loop: the pod's
+entry in the ``<prefix>:pods`` zset gets the Redis clock (one command a beat, no key of its
+own). A process whose last beat is older than ``pod_ttl_s`` is dead to the others. The thread
+never stops before the process ends: a warm shutdown still runs requests (and kombu hands back
+the rest), so the pod stays alive until it exits and is dead a TTL later.
 
-After Redis was unreachable (a restart, a Sentinel failover: the new master's pod keys have
-expired on their own clock meanwhile), a pod judges the others again only once it has beaten
-without a break for a TTL: every live pod has beaten again by then, and none is taken for
-dead because it could not beat while nobody could.
+After Redis was unreachable (a restart, a Sentinel failover: the new master's beats are as old
+as replication left them), a pod judges the others again only once it has beaten without a
+break for a TTL: every live pod has beaten again by then, and none is taken for dead because
+it could not beat while nobody could.
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ class PodBeat:
         self.pod_id = pod_id
         self._keys = keys
         self._every_s = every_s
-        self._ttl_ms = int(ttl_s * 1000)
         script = resources.files("cancelq.worker").joinpath("pod_beat.lua").read_text("utf-8")
         self._beat = client.register_script(script)
         self._after_beat = after_beat
@@ -80,10 +78,7 @@ class PodBeat:
     def beat(self) -> int | None:
         """One beat; the Redis clock in ms, or None (logged) when Redis cannot be reached."""
         try:
-            now_ms = self._beat(
-                keys=[self._keys.pod(self.pod_id), self._keys.pods()],
-                args=[self.pod_id, self._ttl_ms],
-            )
+            now_ms = self._beat(keys=[self._keys.pods()], args=[self.pod_id])
         except redis.RedisError as exc:
             error = StoreError("pod heartbeat not written")
             error.__cause__ = exc
@@ -107,7 +102,7 @@ class PodBeat:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating (tests; a worker never calls it: its key expires after it exits)."""
+        """Stop beating (tests; a worker never calls it: it is dead a TTL after it exits)."""
         self._stopped.set()
 
     def _loop(self) -> None:
@@ -118,6 +113,18 @@ class PodBeat:
                     self._after_beat(now_ms)
                 except Exception:  # a sweep must never stop the heartbeat
                     log.warning("after-beat work failed", exc_info=True)
+
+
+def beaten_within(client: redis.Redis, keys: Keys, pod_id: str, ttl_s: float) -> bool:
+    """Has ``pod_id`` beaten within ``ttl_s`` on the Redis clock (alive, as the others judge)?"""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zscore(keys.pods(), pod_id)
+        pipe.time()
+        score, (seconds, micros) = pipe.execute()
+    return (
+        score is not None
+        and float(score) > int(seconds) * 1000 + int(micros) // 1000 - ttl_s * 1000
+    )
 
 
 def unacked_total(client: redis.Redis, keys: Keys) -> int:

@@ -4,12 +4,12 @@ kombu records each message a process takes in an unacked hash and re-delivers it
 the visibility timeout (300 s by default). cancelq gives every worker process its own unacked
 hash (``<prefix>:unacked:<pod>``, a kombu transport option) and a heartbeat
 (``worker/pods.py``); every worker runs :meth:`Takeover.sweep` every ``pod_beat_s``: for each
-pod in the registry whose liveness key has expired, every message in its hash is pushed back at
-the consumer end of its queue (``takeover.lua``: atomically, once, and only while that pod is
-still dead), marked redelivered as kombu marks its own restores. The registry's scores are the
-pods' last beats on the Redis clock, so a sweep finds the dead with one ZRANGEBYSCORE: its cost
-does not grow with the number of live pods. The visibility timeout stays
-as the last resort for a live process that holds a message too long, and for kombu's shared
+pod in the registry whose last beat is older than the pod TTL, every message in its hash is
+pushed back at the consumer end of its queue (``takeover.lua``: atomically, once, and only
+while that pod is still dead), marked redelivered as kombu marks its own restores. The
+registry's scores are the pods' last beats on the Redis clock, so a sweep finds the dead with
+one ZRANGEBYSCORE: its cost does not grow with the number of live pods. The visibility timeout
+stays as the last resort for a live process that holds a message too long, and for kombu's shared
 unacked hash (``unacked``) that workers of an older cancelq use: during a rolling upgrade the
 sweep hands back what that hash holds past the visibility timeout, as kombu itself would.
 
@@ -37,7 +37,7 @@ from cancelq.replies import as_text
 
 log = logging.getLogger(__name__)
 
-#: A pod name that never beats: the liveness key of kombu's shared unacked hash never exists.
+#: A pod name that never beats: kombu's shared unacked hash has no beat in the registry.
 LEGACY = "kombu-shared-unacked"
 #: Every beat looks at pods dead for at most this long (or twice the pod TTL); older ones are
 #: looked at by the full sweep only, every FULL_SWEEP_MS.
@@ -123,8 +123,8 @@ class Takeover:
 
     def _sweep_pods(self, pods: Mapping[str, float], now_ms: int, *, forget: bool) -> TakeoverSweep:
         """``pods``: other registered pods whose beat has expired, and the Redis-clock ms of
-        their last beat (takeover.lua checks, in the step of each hand-back, that the pod's
-        liveness key is still gone)."""
+        their last beat (takeover.lua checks, in the step of each hand-back, that the pod has
+        not beaten again since)."""
         restored = forgotten = held = 0
         for pod, last_beat_ms in pods.items():
             entries: dict[Any, Any] = self._redis.hgetall(self._keys.pod_unacked(pod))
@@ -151,7 +151,7 @@ class Takeover:
             return 0
         values: list[Any] = self._redis.hmget(unacked, tags)
         entries = {tag: entry for tag, entry in zip(tags, values, strict=True) if entry}
-        restored = self._hand_back(LEGACY, entries, keys=[self._keys.pod(LEGACY), unacked, index])
+        restored = self._hand_back(LEGACY, entries, keys=[self._keys.pods(), unacked, index])
         if restored:
             log.warning("handed back %d messages of kombu's shared unacked hash", restored)
         return restored
@@ -160,7 +160,7 @@ class Takeover:
         self, pod: str, entries: Mapping[Any, Any], keys: list[str] | None = None
     ) -> int:
         keys = keys or [
-            self._keys.pod(pod),
+            self._keys.pods(),
             self._keys.pod_unacked(pod),
             self._keys.pod_unacked_index(pod),
         ]
@@ -172,7 +172,8 @@ class Takeover:
                     log.error("unreadable unacked entry %r of pod %s left in place", tag, pod)
                     continue
                 queue = routing_key if routing_key in self._queues else self._queues[0]
-                self._restore(keys=[*keys, queue], args=[as_text(tag), message], client=pipe)
+                args: list[str | int] = [as_text(tag), message, pod, self._ttl_ms]
+                self._restore(keys=[*keys, queue], args=args, client=pipe)
             return sum(int(done) for done in pipe.execute())
 
     def _forget(self, pod: str) -> None:

@@ -20,13 +20,13 @@ import redis
 
 from bench import load
 from bench.context import THREADS_POOL, Context
-from bench.measure import Figure, Spread, command_delta, commandstats
+from bench.measure import READING_COMMANDS, Figure, Spread, command_delta, commandstats
 from bench.round_trips import Monitor, cancel_round_trips, describe
 from bench.stack import Stack
 from cancelq.harness.accounts import AccountSpec
 
 KEYS_USED = 10
-IDLE_S = 5.0
+IDLE_S = 10.0  # five of the dispatcher's idle looks, 20 pod beats
 DRAIN_POLL_S = 0.05
 #: A poll of the drain: LLEN, ZREVRANGE and a pipeline of HLENs.
 READS_PER_POLL = 3
@@ -41,14 +41,17 @@ def reads(client: redis.Redis) -> int:
     return int(client.info("stats")["total_reads_processed"])
 
 
-def idle_rates(ctx: Context) -> tuple[float, float]:
-    """(commands/s, Redis CPU µs/s) of one idle worker pod."""
+def idle_rates(ctx: Context) -> tuple[float, float, Counter[str]]:
+    """(commands/s, Redis CPU µs/s, commands/s by name) of one idle worker pod: every command
+    counted (the harness sends only its INFO readings meanwhile)."""
     client = ctx.stack.redis
     calls0, cpu0, t0 = commandstats(client), redis_cpu_s(client), time.monotonic()
     time.sleep(IDLE_S)
     calls1, cpu1, t1 = commandstats(client), redis_cpu_s(client), time.monotonic()
     elapsed = t1 - t0
-    return sum(command_delta(calls0, calls1).values()) / elapsed, (cpu1 - cpu0) * 1e6 / elapsed
+    calls = command_delta(calls0, calls1, READING_COMMANDS)
+    by_name = Counter({name: n / elapsed for name, n in calls.items()})
+    return sum(calls.values()) / elapsed, (cpu1 - cpu0) * 1e6 / elapsed, by_name
 
 
 def burst_cost(ctx: Context, idle_cpu_us_s: float) -> tuple[float, Counter[str], float]:
@@ -108,13 +111,15 @@ def run(ctx: Context) -> None:
     trips: list[float] = []
     idle_cmds: list[float] = []
     by_name: Counter[str] = Counter()
+    idle_by_name: Counter[str] = Counter()
     for rep in range(ctx.sizes.repeats):
         ctx.say(f"redis cost: rep {rep + 1}")
         ctx.stack.reset(rate_limits=False)
         every_key = {"CANCELQ_ACCOUNTS_FILE": str(ctx.stack.accounts_file)}
         with ctx.stack.workers("cancelq", 1, THREADS_POOL, **every_key):
             time.sleep(1.0)  # the first beats and sweeps of a new pod
-            idle_calls_s, idle_cpu_us_s = idle_rates(ctx)
+            idle_calls_s, idle_cpu_us_s, idle_named = idle_rates(ctx)
+            idle_by_name.update(idle_named)
             per_cancel_us, per_command, per_cancel_trips = burst_cost(ctx, idle_cpu_us_s)
             if rep == 0:
                 ctx.say("redis cost: one cancel traced, fast and parked path")
@@ -133,6 +138,7 @@ def run(ctx: Context) -> None:
         trips=trips,
         idle_cmds=idle_cmds,
         by_name=by_name,
+        idle_by_name=idle_by_name,
         fast=fast,
         parked=parked,
     )
@@ -146,6 +152,7 @@ def _report(
     trips: list[float],
     idle_cmds: list[float],
     by_name: Counter[str],
+    idle_by_name: Counter[str],
     fast: str,
     parked: str,
 ) -> None:
@@ -192,7 +199,12 @@ def _report(
             "idle worker pod: Redis commands per second",
             Spread.of_repeats(idle_cmds),
             "cmds/s",
-            note=f"measured over {IDLE_S:g} s with nothing queued",
+            note=f"measured over {IDLE_S:g} s with nothing queued, every command counted: "
+            + ", ".join(
+                f"{name} {count / repeats:.2f}"
+                for name, count in idle_by_name.most_common()
+                if count >= 0.01
+            ),
         )
     )
     ctx.results.notes.append(f"one cancel on the fast path (an idle lane): {fast}")

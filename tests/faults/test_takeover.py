@@ -23,6 +23,8 @@ import pytest
 
 from cancelq.console.inflight import held_fields
 from cancelq.keys import Keys
+from cancelq.settings import Settings
+from cancelq.worker.pods import beaten_within
 from tests.faults.harness import (
     ACCOUNTS,
     FINAL_OK,
@@ -41,6 +43,7 @@ from tests.support import Stack, wait_until
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 KEYS = Keys()
+POD_TTL_S = Settings.model_fields["pod_ttl_s"].default  # the shipped default
 KILLS = 20
 PER_ROUND = 48
 #: Each cancel takes this long at the exchange, so a pod always has requests in flight.
@@ -265,7 +268,7 @@ def test_a_pod_frozen_for_10_s_is_taken_over_and_fenced_when_it_resumes(
             after=lambda: (time.sleep(FROZEN_S), os.killpg(frozen.pid, signal.SIGCONT)),
             per_round=24,
         )
-        assert wait_until(lambda: stack.redis.exists(KEYS.pod(pod)), 10), "not back"
+        assert wait_until(lambda: beaten_within(stack.redis, KEYS, pod, POD_TTL_S), 10), "not back"
     rounds.check(stack, resumes=True)
 
 
@@ -292,7 +295,9 @@ def test_a_pod_cut_off_from_redis_is_taken_over_and_fenced_when_it_reconnects(
                 after=lambda: (time.sleep(CUT_S), proxy.heal()),
                 per_round=24,
             )
-            assert wait_until(lambda: stack.redis.exists(KEYS.pod(pod)), 30), "not back"
+            assert wait_until(lambda: beaten_within(stack.redis, KEYS, pod, POD_TTL_S), 30), (
+                "not back"
+            )
             assert cut_off.alive()
         rounds.check(stack, resumes=True)
 

@@ -30,7 +30,7 @@ def lanes(client: redis.Redis) -> Lanes:
 
 @pytest.fixture
 def dispatcher(lanes: Lanes) -> Iterator[Dispatcher]:
-    """The shipped dispatcher: wake-ups on, idle look every IDLE_LOOK_S (2 s)."""
+    """The shipped dispatcher: wake-ups on, idle look every IDLE_LOOK_S (5 s)."""
     running = Dispatcher(lanes, "cancelq", paused=lambda: False, wake_channel=KEYS.lanes_wake())
     running.start()
     time.sleep(0.2)  # subscribed

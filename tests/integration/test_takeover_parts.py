@@ -16,7 +16,7 @@ from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.worker.claims import ClaimStore
 from cancelq.worker.delivery import running
-from cancelq.worker.pods import PodBeat, new_pod_id
+from cancelq.worker.pods import PodBeat, beaten_within, new_pod_id
 from cancelq.worker.takeover import Takeover, redelivered
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -56,11 +56,12 @@ def test_a_beating_pod_is_alive_and_a_silent_one_expires(client: redis.Redis) ->
     pulse = beat(client, "p1")
     pulse.start()
     time.sleep(0.6)
-    assert client.exists(KEYS.pod("p1"))
+    assert beaten_within(client, KEYS, "p1", 0.3)
     pulse.stop()
     time.sleep(0.5)
-    assert not client.exists(KEYS.pod("p1"))
+    assert not beaten_within(client, KEYS, "p1", 0.3)
     assert client.zscore(KEYS.pods(), "p1") is not None  # the registry remembers it
+    assert client.keys("*") == [KEYS.pods().encode()]  # a beat writes nothing else
 
 
 def test_a_dead_pods_messages_go_back_to_their_queues_marked_redelivered(
@@ -97,10 +98,11 @@ def test_a_pod_that_comes_back_before_the_hand_back_keeps_its_messages(
     client.zadd(KEYS.pods(), {"frozen": 1})
     hold(client, "frozen", "f")
     takeover = Takeover(client, KEYS, me="me", queues=QUEUES)
-    keys = [KEYS.pod("frozen"), KEYS.pod_unacked("frozen"), KEYS.pod_unacked_index("frozen")]
+    keys = [KEYS.pods(), KEYS.pod_unacked("frozen"), KEYS.pod_unacked_index("frozen")]
     beat(client, "frozen", ttl_s=5)  # back between the sweep's liveness read and the hand-back
     _, message = redelivered(entry("f"))
-    assert takeover._restore(keys=[*keys, "cancelq"], args=["f", message]) == 0
+    args = ["f", message, "frozen", 2000]
+    assert takeover._restore(keys=[*keys, "cancelq"], args=args) == 0
     assert client.llen("cancelq") == 0
     assert client.hexists(KEYS.pod_unacked("frozen"), "f")
 

@@ -17,7 +17,7 @@ from cancelq.worker.ratelimit.wake import LaneWake
 
 #: The longest a dispatcher sleeps with nothing due: a wake-up lost by pub/sub (a reconnect)
 #: or a parking by an older worker that does not publish waits at most this long.
-IDLE_LOOK_S = 2.0
+IDLE_LOOK_S = 5.0
 #: How often a pod stopped by an IP ban looks whether the ban ended.
 BANNED_LOOK_S = 0.2
 
