@@ -2,7 +2,11 @@
 Sentinels (``redis-server --sentinel``), for the tests of failover.
 
 Sentinel's own timings are shortened (a master silent for ``down_after_ms`` is down, the
-Sentinels fail over at once): those are Sentinel's settings, not cancelq's::
+Sentinels fail over at once): those are Sentinel's settings, not cancelq's. Not below
+:data:`DOWN_AFTER_MS`: after a failover, a Sentinel that does not hear from the new master
+within down-after (a Sentinel or a node starved of CPU for that long) fails over a second time
+on its own, and the master the clients just reconnected to keeps their writes only until
+Sentinel demotes it ~10 s later (see :data:`DOWN_AFTER_MS`)::
 
     with SentinelCluster(tmp_path) as cluster:
         cluster.url          # sentinel://127.0.0.1:p1;sentinel://127.0.0.1:p2;...
@@ -29,6 +33,21 @@ from cancelq.harness.processes import end_process
 from cancelq.redis_client import SentinelOptions
 
 MASTER_NAME = "mymaster"
+#: Sentinel's ``down-after-milliseconds`` here (the shipped compose file has 5000). At 1000 the
+#: SIGKILL fault test failed about 1 run in 8 on a loaded 2-core machine: Sentinel failed over
+#: a second time ~1 s after the first. On ``+switch-master`` a Sentinel resets the master's
+#: state (``sentinelResetMaster``): the new master counts as unanswered since that instant, its
+#: own failover delay is cleared, and the other Sentinels' "master down" flags, set by the vote
+#: that has just ended, are kept. A Sentinel whose first PONG from the new master comes later
+#: than down-after therefore finds it subjectively down, at once objectively down (the stale
+#: flags make the quorum), and its peers vote for its failover though they see the master up.
+#: The other replica is promoted; the first new master, which every client had reconnected
+#: to, takes their writes until Sentinel turns it into a replica (~10 s: it must report master
+#: for 8 s first), then its data is replaced by a full resync: acknowledged enqueues, outcomes
+#: and kombu's unacked records of those seconds are gone (``tests/faults/
+#: test_sentinel_harness.py`` reproduces it by stalling a Sentinel 1.3 s). 3000 leaves a
+#: starved Sentinel three times that margin and adds 2 s to a promotion.
+DOWN_AFTER_MS = 3000
 
 
 class SentinelCluster:
@@ -43,7 +62,7 @@ class SentinelCluster:
         master_name: str = MASTER_NAME,
         password: str | None = None,
         sentinel_password: str | None = None,
-        down_after_ms: int = 1000,
+        down_after_ms: int = DOWN_AFTER_MS,
         failover_timeout_ms: int = 3000,
         appendonly: bool = True,
         tls: TlsFiles | None = None,
@@ -144,6 +163,31 @@ class SentinelCluster:
         (port,) = ports
         return self.server(port)
 
+    def config_epoch(self) -> int:
+        """The highest configuration epoch the answering Sentinels hold for the master: one
+        more per failover (0 before the first)."""
+        epochs = []
+        for index in range(len(self.sentinel_ports)):
+            try:
+                state = _command(
+                    self.sentinel_client(index), "SENTINEL", "MASTER", self.master_name
+                )
+            except redis.RedisError:
+                continue
+            epochs.append(int(str(_fields(state)["config-epoch"])))
+        if not epochs:
+            raise RuntimeError("no Sentinel answers")
+        return max(epochs)
+
+    def stall_sentinel(self, index: int, seconds: float) -> None:
+        """Sentinel ``index`` stopped (SIGSTOP) for ``seconds``, as a starved process is."""
+        process = self._sentinels[index]
+        process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            process.send_signal(signal.SIGCONT)
+
     def server(self, port: int) -> RedisServer:
         (found,) = [s for s in self.servers if s.port == port]
         return found
@@ -227,9 +271,7 @@ class SentinelCluster:
             state = _command(self.sentinel_client(index), "SENTINEL", "MASTER", self.master_name)
         except redis.RedisError:
             return False
-        if isinstance(state, list):  # RESP2: a flat list of names and values
-            state = dict(zip(state[::2], state[1::2], strict=True))
-        fields: dict[str, object] = state
+        fields = _fields(state)
         return all(int(str(fields.get(name, -1))) >= count for name, count in want.items())
 
     def replicas_online(self) -> int:
@@ -304,6 +346,14 @@ class SentinelCluster:
 def _command(client: redis.Redis, *args: str) -> Any:
     """One raw command (Sentinel's and ROLE have no typed method in redis-py)."""
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _fields(state: Any) -> dict[str, object]:
+    """``SENTINEL MASTER``'s reply as a dict (RESP2 answers a flat list of names and values)."""
+    if isinstance(state, list):
+        return dict(zip(state[::2], state[1::2], strict=True))
+    fields: dict[str, object] = state
+    return fields
 
 
 def roles(cluster: SentinelCluster, servers: Sequence[RedisServer]) -> list[str]:

@@ -95,11 +95,6 @@ def _rate_figures(stack: Stack, since_ms: float, kill_ms: float) -> RateFigures:
     return RateFigures(max_in, limited, over)
 
 
-@pytest.mark.skip(
-    reason="known bug, issue 17 open: in about 1 run of 8 the Celery consumer's second reconnect "
-    "after the failover (a connection lost ~13 s after the kill) hangs ~70 s, so cancels are "
-    "late; cause not traced yet: remove this mark to run it"
-)
 def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: SentinelCluster) -> None:
     batches, links = plan(stack, "kill", TOTAL)
     producers = [stack.producer for _ in range(PRODUCERS)]
@@ -109,6 +104,7 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
     threads = load.run()
     time.sleep(KILL_AT_S)
     old = cluster.master()
+    epoch = cluster.config_epoch()
     kill_ms = time.time() * 1000
     old.kill()
     acked_before = sorted(rid for rid, at in dict(load.acked_at).items() if at * 1000 < kill_ms)
@@ -128,9 +124,11 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
     rates = _rate_figures(stack, since_ms, kill_ms)
     resumed_s = resume_s(stack, since_ms, kill_ms)
     statuses = Counter(o.status.value for o in outcomes.values())
+    failovers = cluster.config_epoch() - epoch
     print(
         f"\n[sentinel-sigkill] {TOTAL} cancels, {PRODUCERS} producers, master SIGKILLed at "
-        f"{KILL_AT_S:.0f}s: Sentinel promoted port {new.port} {promoted_s:.2f}s after the kill; "
+        f"{KILL_AT_S:.0f}s: Sentinel promoted port {new.port} {promoted_s:.2f}s after the kill "
+        f"(failovers: {failovers}); "
         f"cancels at the exchange again {resumed_s:.2f}s after it; all done {done_s:.1f}s after "
         f"the start\n  acknowledged={len(acked)} (before the kill: {len(acked_before)}) "
         f"final={len(acked) - len(missing)} lost-to-replication={len(lost_to_replication)} "
@@ -139,6 +137,12 @@ def test_master_sigkilled_under_a_2000_cancel_load(stack: Stack, cluster: Sentin
         f"{dict(sorted(per_identity.items()))} identities-sent-twice={twice}\n  "
         f"max-accepted-per-1s={rates.max_in_window} (limit 20) 10006-answered-at-s-vs-kill="
         f"{rates.rate_limited} over-limit-windows-vs-kill-s={rates.over_windows_s}"
+    )
+    # Sentinel failing over again (cancelq/harness/sentinel.py, DOWN_AFTER_MS) demotes the
+    # master everything reconnected to and drops what it took meanwhile: say so, not "lost"
+    assert failovers == 1, (
+        f"Sentinel failed over {failovers} times: the first new master ({new.port}) was "
+        "replaced, the writes it took since discarded"
     )
     assert len(acked) == TOTAL, "every batch was eventually acknowledged"
     assert not [rid for rid in must_finish if rid not in outcomes], "a surviving cancel was lost"
