@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bench import plots, report
+from bench.capacity import model
 from bench.context import FULL, QUICK, Context, make_bench_keys
 from bench.measure import Results
 from bench.scenarios import (
@@ -138,6 +139,9 @@ def main(argv: Sequence[str]) -> int:
             "quick run: counts scaled down (see bench/context.py QUICK), one repeat, so spreads "
             "are over samples only; run --full for the issue's sizes"
         )
+    capacity = model(results)
+    if capacity is not None:
+        results.sections["Capacity model (from this run's figures)"] = capacity.lines()
     report.print_table(results, console)
     command = ["cancelq", "bench", *argv]
     report.write_markdown(results, args.results, command, report.machine(redis_version), elapsed)

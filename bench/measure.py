@@ -79,6 +79,7 @@ class Results:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)  # plot data
+    sections: dict[str, list[str]] = field(default_factory=dict)  # title -> markdown lines
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)

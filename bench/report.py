@@ -105,6 +105,8 @@ def write_markdown(
     ]
     for f in results.figures:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in row(f)) + " |")
+    for title, body in results.sections.items():
+        lines += ["", f"## {title}", "", *body]
     if results.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in results.notes]]
     lines += ["", "Plots: `bench/out/*.png` (latency CDF per system, rate per key over time).", ""]

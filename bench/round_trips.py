@@ -29,9 +29,12 @@ from cancelq.worker.intake import compose
 #: Commands of one pipeline arrive in one read and Redis runs them back to back; the next
 #: round trip of the same client waits for a reply and for Python (~100 µs or more here).
 PIPELINE_GAP_S = 50e-6
-#: Not the cancel's: the pod's own beat and sweep (a cost per second, in the idle figure),
-#: the harness's polling and the MONITOR client's own connection.
-NOT_THE_CANCELS = ("pod_beat", "HELLO")
+#: Not the cancel's: the pod's own beat and sweep (a cost per second, in the idle figure), the
+#: MONITOR client's own connection and the observer's outbox sweep.
+NOT_THE_CANCELS = ("pod_beat", "HELLO", "rescue")
+#: The pod's observer, every 5 s (queue-depth gauges, halted accounts; ``rescue`` above is its
+#: outbox sweep): plain reads no step of a cancel sends.
+OBSERVER = frozenset({"ZRANGE", "ZCARD", "HKEYS"})
 POD_REGISTRY_SUFFIX = ":pods"
 #: A blocking read is a round trip of its own (kombu sends it alone and waits).
 BLOCKING = frozenset({"BRPOP", "BLPOP"})
@@ -112,7 +115,7 @@ def round_trips(entries: list[dict[str, Any]], scripts: dict[str, str]) -> Itera
             continue
         words = str(entry["command"]).split(" ")
         label = words[0]
-        if label in HARNESS or label == "SCRIPT":  # SCRIPT: a one-off load after a flush
+        if label in HARNESS or label in OBSERVER or label == "SCRIPT":  # SCRIPT: after a flush
             continue
         if label == "ZRANGEBYSCORE" and words[1].endswith(POD_REGISTRY_SUFFIX):
             continue  # the takeover sweep's read of the pod registry

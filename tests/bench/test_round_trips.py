@@ -34,6 +34,7 @@ def test_pipelines_transactions_scripts_and_blocking_reads_are_told_apart() -> N
         entry(905, "SET k v", "lua"),
         entry(915, "HDEL cancelq:unacked:p tag"),  # 10 µs later: the same pipeline
         entry(5000, "ZRANGEBYSCORE cancelq:pods (1 (2 WITHSCORES"),  # the sweep: dropped
+        entry(6000, "HKEYS cancelq:halts"),  # the observer: dropped
         entry(9000, "EVALSHA 0000 2 cancelq:pod:p cancelq:pods"),
     ]
     trips = list(round_trips(entries, script_names()))

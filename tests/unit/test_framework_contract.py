@@ -175,6 +175,33 @@ def test_kombus_unacked_bookkeeping_is_what_cancelq_reads() -> None:
     assert callable(kombu_redis.QoS.restore_by_tag)
 
 
+def test_the_unacked_record_cancelq_writes_is_kombus() -> None:
+    """``worker/host/kombu_channel.py``'s QoS.append writes kombu's record (index entry, then
+    the hash entry of ``[raw message, exchange, routing key]``) in a plain pipeline, then calls
+    virtual QoS.append as kombu does: kombu's must still be exactly that."""
+    append = inspect.getsource(kombu_redis.QoS.append)
+    order = [
+        "EX, RK = delivery['exchange'], delivery['routing_key']",
+        "zadd_args = [{delivery_tag: time()}]",
+        "pipe.zadd(self.unacked_index_key, *zadd_args)",
+        ".hset(self.unacked_key, delivery_tag,",
+        "dumps([message._raw, EX, RK])",
+        "super().append(message, delivery_tag)",
+    ]
+    positions = [append.find(part) for part in order]
+    assert -1 not in positions, append
+    assert positions == sorted(positions), append
+    assert kombu_redis.QoS.__mro__[1] is kombu_virtual.QoS
+    assert list(inspect.signature(kombu_redis.QoS.append).parameters) == [
+        "self",
+        "message",
+        "delivery_tag",
+    ]
+    assert "self.qos.append(message, message.delivery_tag)" in inspect.getsource(
+        kombu_virtual.Channel.basic_consume
+    )
+
+
 def test_kombus_restore_marks_what_the_takeover_marks_and_pushes_at_the_consumer_end() -> None:
     """worker/takeover.py hands messages back as kombu's own restore does."""
     restore = inspect.getsource(kombu_redis.Channel._do_restore_message)
