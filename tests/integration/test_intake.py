@@ -14,7 +14,7 @@ from cancelq.outcomes import Outcome, Status
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import ClaimEntry, ClaimStore, parse_claim
 from cancelq.worker.intake import Intake
-from cancelq.worker.ratelimit.lanes import Budget, Lanes
+from cancelq.worker.ratelimit.lanes import COALESCE_BUSY_MS, Budget, Lanes
 from cancelq.worker.scripted_pipeline import run_pipeline
 from tests.support import Stack, cancel
 
@@ -191,6 +191,7 @@ def test_a_dispatched_batch_counts_its_units_from_its_reply(
             coalesce=True,
         )
         assert not admission.admitted
+    time.sleep(COALESCE_BUSY_MS / 1000 + 0.005)  # parked to batch: due after the window
     assert lanes.dispatch("q").dispatched == 3
     message = json.loads(client.rpop("q") or b"{}")
     kwargs = json.loads(message["body"])[1]

@@ -11,7 +11,7 @@ import redis
 
 from cancelq import halts
 from cancelq.keys import Keys
-from cancelq.worker.ratelimit.lanes import Budget, Lanes
+from cancelq.worker.ratelimit.lanes import COALESCE_BUSY_MS, Budget, Lanes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEYS = Keys()
@@ -208,3 +208,43 @@ def test_the_lane_config_is_written_when_it_changes_and_keeps_the_exchanges_limi
         b"0",
         b"3",
     ]
+
+
+def test_cancels_parked_to_batch_are_due_when_a_batch_is_parked_or_after_the_window(
+    lanes: Lanes, client: redis.Redis
+) -> None:
+    """A backlog on a busy lane is parked to leave in batches (coalesce): the lane is due once
+    a batch is parked, or COALESCE_BUSY_MS after the first (what came meanwhile goes with it).
+    Due at once, a dispatcher woken by the parking sent batches of one."""
+    free = Budget(limit=1000, window_ms=1000, batch=10, per_item=True)
+
+    def redis_ms() -> int:
+        seconds, micros = client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def park(rid: str) -> bool:
+        item = json.dumps({"requestId": rid, "parkedAt": 0, "fields": {"account": "a"}})
+        return lanes.admit(
+            account="a",
+            category="spot",
+            budget=free,
+            request_id=rid,
+            item_json=item,
+            delay_ms=0,
+            claim_key=KEYS.claim("a", f"spot:link:{rid}"),
+            coalesce=True,
+        ).admitted
+
+    # busy: a unit in the lane's log that stays "recent" however slow this machine is
+    client.zadd(f"{KEYS.lane('a:spot')}:log", {"recent": redis_ms() + 60_000})
+    before = redis_ms()
+    assert [park(f"r{i}") for i in range(3)] == [False] * 3
+    assert (client.zscore(KEYS.lanes_ready(), "a:spot") or 0) >= before + COALESCE_BUSY_MS
+    time.sleep(COALESCE_BUSY_MS / 1000 + 0.005)
+    assert lanes.dispatch("cancelq").dispatched == 3
+    assert [len(m["items"]) for m in messages(client)] == [3]  # type: ignore[arg-type]
+    client.delete("cancelq")
+    assert [park(f"b{i}") for i in range(10)] == [False] * 10
+    assert (client.zscore(KEYS.lanes_ready(), "a:spot") or 0) <= redis_ms()  # due at once
+    assert lanes.dispatch("cancelq").dispatched == 10
+    assert [len(m["items"]) for m in messages(client)] == [10]  # type: ignore[arg-type]

@@ -23,7 +23,8 @@
 -- ARGV[10] claim lease in ms, renewed when the cancel is admitted
 -- ARGV[11] coalesce window in ms (0: never): park it even when the budget allows now if the
 --          lane spent a unit (or saw a reply) this recently, so a backlog on a busy lane leaves
---          in batches; an idle lane has nothing to batch with, so its cancel goes at once
+--          in batches; an idle lane has nothing to batch with, so its cancel goes at once. The
+--          lane is then due when a batch is parked, or this long after (gathering the rest)
 -- ARGV[12] account alias (the field of KEYS[8])
 -- ARGV[13] pub/sub channel told when this parking makes a lane ready sooner than every lane
 --          dispatchers already wait for (they sleep until the earliest; "" = tell nobody)
@@ -79,6 +80,14 @@ redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[9])
 redis.call('ZADD', KEYS[2], now_us + delay * 1000, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[9])
 local ready_at = now + delay
+if busy and delay == 0 and not halted then
+  -- parked to join a batch: the lane is worth a look once a batch is parked, or after the
+  -- coalesce window gathered what comes meanwhile (a dispatcher woken at once sends batches
+  -- of one: measured, 1,850 requests for 2,000 cancels of a burst)
+  if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[7]) then
+    ready_at = now + coalesce
+  end
+end
 local earliest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if redis.call('ZADD', KEYS[4], 'LT', 'CH', ready_at, ARGV[5]) == 1 and (ARGV[13] or '') ~= ''
    and (earliest[2] == nil or ready_at < tonumber(earliest[2])) then
