@@ -14,7 +14,7 @@ import redis
 #: Commands the harness issues itself (producer LPUSH, outcome MGET, drain polls, INFO):
 #: subtracted from the workers' Redis cost. The workers use none of them on the hot path.
 HARNESS_COMMANDS = frozenset(
-    {"lpush", "mget", "llen", "hlen", "zrevrange", "info", "config|resetstat"}
+    {"lpush", "mget", "llen", "hlen", "zrevrange", "zrandmember", "info", "config|resetstat"}
 )
 #: What the harness sends while it only watches an idle pod: its INFO readings.
 READING_COMMANDS = frozenset({"info"})

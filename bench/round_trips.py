@@ -38,7 +38,7 @@ OBSERVER = frozenset({"ZRANGE", "ZCARD", "HKEYS"})
 POD_REGISTRY_SUFFIX = ":pods"
 #: A blocking read is a round trip of its own (kombu sends it alone and waits).
 BLOCKING = frozenset({"BRPOP", "BLPOP"})
-HARNESS = frozenset({"LLEN", "HLEN", "ZREVRANGE", "MGET", "PING", "INFO"})
+HARNESS = frozenset({"LLEN", "HLEN", "ZREVRANGE", "ZRANDMEMBER", "MGET", "PING", "INFO"})
 
 _SCRIPT_PACKAGES = ("cancelq.worker", "cancelq.worker.ratelimit")
 

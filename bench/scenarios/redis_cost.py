@@ -28,8 +28,6 @@ from cancelq.harness.accounts import AccountSpec
 KEYS_USED = 10
 IDLE_S = 10.0  # five of the dispatcher's idle looks, 20 pod beats
 DRAIN_POLL_S = 0.05
-#: A poll of the drain: LLEN, ZREVRANGE and a pipeline of HLENs.
-READS_PER_POLL = 3
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
@@ -68,7 +66,7 @@ def burst_cost(ctx: Context, idle_cpu_us_s: float) -> tuple[float, Counter[str],
         time.monotonic(),
     )
     load.burst(stack, list(zip(plan, links, strict=True)))
-    _, polls = load.wait_drained(stack, 600, poll_s=DRAIN_POLL_S)
+    _, harness_trips = load.wait_drained(stack, 600, poll_s=DRAIN_POLL_S)
     calls1, cpu1, reads1, t1 = (
         commandstats(client),
         redis_cpu_s(client),
@@ -77,7 +75,7 @@ def burst_cost(ctx: Context, idle_cpu_us_s: float) -> tuple[float, Counter[str],
     )
     busy_us = (cpu1 - cpu0) * 1e6 - idle_cpu_us_s * (t1 - t0)
     per_command = Counter({k: v / n for k, v in command_delta(calls0, calls1).items()})
-    trips = (reads1 - reads0 - READS_PER_POLL * polls) / n
+    trips = (reads1 - reads0 - harness_trips) / n
     return busy_us / n, per_command, trips
 
 
