@@ -23,7 +23,15 @@ def lanes(client: redis.Redis) -> Lanes:
     return Lanes(client, KEYS, park_ttl_s=60, lease_ms=60_000)
 
 
-def admit(lanes: Lanes, rid: str, *, account: str = "a", budget: Budget = SPOT, delay_ms: int = 0):  # type: ignore[no-untyped-def]
+def admit(  # type: ignore[no-untyped-def]
+    lanes: Lanes,
+    rid: str,
+    *,
+    account: str = "a",
+    budget: Budget = SPOT,
+    delay_ms: int = 0,
+    coalesce: bool = False,
+):
     item = json.dumps({"requestId": rid, "parkedAt": 0, "fields": {"account": account}})
     return lanes.admit(
         account=account,
@@ -33,6 +41,7 @@ def admit(lanes: Lanes, rid: str, *, account: str = "a", budget: Budget = SPOT, 
         item_json=item,
         delay_ms=delay_ms,
         claim_key=KEYS.claim(account, f"spot:link:{rid}"),
+        coalesce=coalesce,
     )
 
 
@@ -223,17 +232,7 @@ def test_cancels_parked_to_batch_are_due_when_a_batch_is_parked_or_after_the_win
         return int(seconds) * 1000 + int(micros) // 1000
 
     def park(rid: str) -> bool:
-        item = json.dumps({"requestId": rid, "parkedAt": 0, "fields": {"account": "a"}})
-        return lanes.admit(
-            account="a",
-            category="spot",
-            budget=free,
-            request_id=rid,
-            item_json=item,
-            delay_ms=0,
-            claim_key=KEYS.claim("a", f"spot:link:{rid}"),
-            coalesce=True,
-        ).admitted
+        return bool(admit(lanes, rid, budget=free, coalesce=True).admitted)
 
     # busy: a unit in the lane's log that stays "recent" however slow this machine is
     client.zadd(f"{KEYS.lane('a:spot')}:log", {"recent": redis_ms() + 60_000})
