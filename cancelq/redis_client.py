@@ -11,7 +11,8 @@ the first part are the *data* node's (the master's), the port defaults to 26379.
 name, the Sentinels' own password and TLS are not in the URL: :class:`SentinelOptions`
 (``CANCELQ_REDIS_SENTINEL_*``). The client asks the Sentinels for the master on every new
 connection, and drops a connection to a master that has since been demoted (redis-py turns its
-``READONLY`` reply into a ``ConnectionError``, so the next try reconnects to the new master).
+``READONLY`` reply into a ``ConnectionError``, so the next try reconnects to the new master);
+a reconnect inside a command asks them too (``cancelq/sentinel_connections.py``).
 
 Nothing here puts a password into an exception, a ``repr`` or a log line.
 """
@@ -27,6 +28,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from cancelq.errors import ConfigError
+from cancelq.sentinel_connections import FollowingConnection, FollowingSSLConnection
 
 SENTINEL_SCHEME = "sentinel"
 SENTINEL_PORT = 26379
@@ -136,7 +138,12 @@ def connect(url: str, sentinel: SentinelOptions | None = None, **options: Any) -
         if value
     }
     client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
-        sentinel.master, db=parsed.db, **credentials, **tls, **options
+        sentinel.master,
+        db=parsed.db,
+        connection_class=FollowingSSLConnection if sentinel.tls else FollowingConnection,
+        **credentials,
+        **tls,
+        **options,
     )
     return client
 

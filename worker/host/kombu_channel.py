@@ -41,6 +41,7 @@ from kombu.transport import virtual as kombu_virtual
 from kombu.utils.json import dumps, loads
 
 from cancelq.errors import is_out_of_memory
+from cancelq.sentinel_connections import FollowingConnection, FollowingSSLConnection
 from cancelq.worker.dead_letters import Reason
 from cancelq.worker.envelopes import (
     PREVIEW_BYTES,
@@ -220,7 +221,14 @@ class Channel(CheckedPops, kombu_redis.Channel):
 
 
 class SentinelChannel(CheckedPops, kombu_redis.SentinelChannel):
-    """kombu's Sentinel channel (``sentinel://``) with the checked pops."""
+    """kombu's Sentinel channel (``sentinel://``) with the checked pops, whose connections
+    reconnect to the master the Sentinels name even inside a command
+    (``cancelq/sentinel_connections.py``: kombu's unacked record of a popped message, on the
+    event loop, retried against a frozen old master for as long as it stayed frozen)."""
+
+    connection_class = FollowingConnection
+    # kombu's own SentinelManagedSSLConnection has the same bases (redis-py's) and no body
+    connection_class_ssl = FollowingSSLConnection  # type: ignore[assignment]
 
 
 class Transport(kombu_redis.Transport):
