@@ -8,7 +8,8 @@
 -- KEYS[4]  the queue list the message goes back to
 -- ARGV[1]  delivery tag
 -- ARGV[2]  the message to push (marked redelivered)
--- ARGV[3]  the dead process's pod id
+-- ARGV[3]  the dead process's pod id; empty: the process itself hands back a record it no
+--          longer holds (no liveness check)
 -- ARGV[4]  the pod TTL in ms
 -- Returns 1 when the message was handed back, 0 when the process is alive again or the
 -- message is no longer held.

@@ -18,13 +18,22 @@ dispatched batches, which the submit task re-parks instead of sending: their bud
 by the dead process). What it does not: a message between kombu's BRPOP and its unacked record
 (microseconds; the outbox sweep pushes it again) and requests already on the wire (the
 exchange answers the repeat "already gone").
+
+A live process's own records can outlive its hold on them too: an ack (kombu's HDEL) that the
+old master took and never replicated before a failover, a restore kombu could not write when
+its connection was lost (it forgets the messages anyway). Nobody would hand those back before
+the visibility timeout (300 s) while the process lives. So every full sweep, a process also
+reads its own index for records older than ``ORPHAN_AFTER_S`` and hands back those it no
+longer holds (``held``: kombu's in-memory state, ``worker/host/kombu_channel.py``); a copy of
+one that is still running is refused by its claim, a finished one is answered from its outcome.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -43,6 +52,11 @@ LEGACY = "kombu-shared-unacked"
 #: looked at by the full sweep only, every FULL_SWEEP_MS.
 RECENT_MS = 5_000
 FULL_SWEEP_MS = 10_000
+#: A record of this process's that it does not hold is an orphan once it is this old: kombu
+#: writes the record before it notes the message in memory (microseconds apart).
+ORPHAN_AFTER_S = 5.0
+#: No pod: takeover.lua's liveness check is for others; a process hands back its own orphans.
+SELF = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class TakeoverSweep:
     restored: int  # messages handed back to their queues
     forgotten: int  # dead pods dropped from the registry (nothing held for forget_after_s)
     legacy: int = 0  # messages of kombu's shared unacked hash past the visibility timeout
+    orphans: int = 0  # this process's own records it no longer held, handed back
 
 
 def redelivered(entry: bytes | str) -> tuple[str, str]:
@@ -78,8 +93,12 @@ class Takeover:
         visibility_timeout_s: float = 300.0,
         forget_after_s: float = 3600.0,
         legacy_batch: int = 100,
+        held: Callable[[], Collection[str]] | None = None,
     ) -> None:
+        """``held``: the delivery tags this process holds now (None: its own records are not
+        checked)."""
         self._redis = client
+        self._held = held
         self._keys = keys
         self._me = me
         self._queues = list(queues)
@@ -119,7 +138,9 @@ class Takeover:
         if not full:
             return swept
         self._last_full_ms = now_ms
-        return replace(swept, legacy=self._sweep_legacy(now_ms / 1000))
+        return replace(
+            swept, legacy=self._sweep_legacy(now_ms / 1000), orphans=self._hand_back_orphans()
+        )
 
     def _sweep_pods(self, pods: Mapping[str, float], now_ms: int, *, forget: bool) -> TakeoverSweep:
         """``pods``: other registered pods whose beat has expired, and the Redis-clock ms of
@@ -154,6 +175,36 @@ class Takeover:
         restored = self._hand_back(LEGACY, entries, keys=[self._keys.pods(), unacked, index])
         if restored:
             log.warning("handed back %d messages of kombu's shared unacked hash", restored)
+        return restored
+
+    def _hand_back_orphans(self) -> int:
+        """This process's records older than ORPHAN_AFTER_S that it no longer holds. The index
+        is read first, what is held after: a message taken in between is too young to be in
+        the read, one acked in between is gone from the hash (takeover.lua finds nothing)."""
+        if self._held is None:
+            return 0
+        index, unacked = self._keys.pod_unacked_index(self._me), self._keys.pod_unacked(self._me)
+        tags: list[Any] = self._redis.zrangebyscore(
+            index, "-inf", time.time() - ORPHAN_AFTER_S, start=0, num=self._legacy_batch
+        )
+        if not tags:
+            return 0
+        held = set(self._held())
+        orphans = [tag for tag in tags if as_text(tag) not in held]
+        if not orphans:
+            return 0
+        values: list[Any] = self._redis.hmget(unacked, orphans)
+        entries = {tag: entry for tag, entry in zip(orphans, values, strict=True) if entry}
+        leftovers = [tag for tag, entry in zip(orphans, values, strict=True) if not entry]
+        if leftovers:  # an index entry whose record is gone (kombu's restore drops them too)
+            self._redis.zrem(index, *leftovers)
+        restored = self._hand_back(SELF, entries, keys=[self._keys.pods(), unacked, index])
+        if restored:
+            log.warning(
+                "handed back %d messages this process no longer held (an ack or a restore lost "
+                "with a Redis connection)",
+                restored,
+            )
         return restored
 
     def _hand_back(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -16,13 +18,15 @@ from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.worker.claims import ClaimStore
 from cancelq.worker.delivery import running
+from cancelq.worker.host.kombu_channel import held_delivery_tags
 from cancelq.worker.pods import PodBeat, beaten_within, new_pod_id
-from cancelq.worker.takeover import Takeover, redelivered
+from cancelq.worker.takeover import ORPHAN_AFTER_S, Takeover, redelivered
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 KEYS = Keys()
 QUEUES = ("cancelq", "cancelq.kill")
+CANCELQ_TRANSPORT = "cancelq.worker.host.kombu_channel:Transport"
 
 
 def entry(tag: str, routing_key: str = "cancelq") -> str:
@@ -228,6 +232,114 @@ def test_kombus_shared_hash_of_older_workers_is_handed_back_after_the_visibility
     (message,) = client.lrange("cancelq", 0, -1)
     assert json.loads(message)["headers"]["id"] == "old"
     assert client.hexists(KEYS.unacked, "new")
+
+
+# -- a live process's own records that it no longer holds ----------------------------------
+
+
+def test_a_live_process_hands_back_its_own_records_that_it_no_longer_holds(
+    client: redis.Redis,
+) -> None:
+    """An ack the old master took and never replicated, a restore lost with the connection:
+    the record outlives the process's hold on it, and nobody else would hand it back before
+    the visibility timeout (the process is alive)."""
+    client.zadd(KEYS.pods(), {"me": redis_ms(client)})  # alive
+    hold(client, "me", "lost", "running", "young")
+    old = time.time() - ORPHAN_AFTER_S - 1
+    client.zadd(KEYS.pod_unacked_index("me"), {"lost": old, "running": old})
+    client.zadd(KEYS.pod_unacked_index("me"), {"ghost": old})  # an index entry, no record
+    swept = Takeover(client, KEYS, me="me", queues=QUEUES, held=lambda: {"running"}).sweep()
+    assert swept.orphans == 1
+    (message,) = client.lrange("cancelq", 0, -1)
+    assert json.loads(message)["headers"]["id"] == "lost"
+    assert json.loads(message)["headers"]["redelivered"] is True
+    assert sorted(client.hkeys(KEYS.pod_unacked("me"))) == [b"running", b"young"]
+    assert sorted(client.zrange(KEYS.pod_unacked_index("me"), 0, -1)) == [b"running", b"young"]
+    # without ``held`` (a process that cannot tell), nothing of its own is touched
+    client.zadd(KEYS.pod_unacked_index("me"), {"young": old})
+    assert Takeover(client, KEYS, me="me", queues=QUEUES).sweep().orphans == 0
+    assert client.hlen(KEYS.pod_unacked("me")) == 2
+
+
+def test_kombus_state_tells_what_this_process_holds_and_a_lost_ack_is_handed_back(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    """cancelq's kombu channel, a real consumer: two messages taken, one acked. Its ack then
+    "lost" (the record written back, as a failover to a replica that never got the HDEL
+    leaves it): the sweep hands back that one, not the one still held."""
+    pod = "me"
+    options = {
+        "unacked_key": KEYS.pod_unacked(pod),
+        "unacked_index_key": KEYS.pod_unacked_index(pod),
+        "unacked_mutex_key": KEYS.pod_unacked_mutex(pod),
+    }
+    queue = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
+    with Connection(server.url) as producer:
+        for n in (1, 2):
+            producer.Producer().publish(
+                {"n": n}, exchange=queue.exchange, routing_key="cancelq", declare=[queue]
+            )
+    taken: list[Any] = []
+    mine = Connection(server.url, transport=CANCELQ_TRANSPORT, transport_options=options)
+    with mine, mine.Consumer(queue, callbacks=[lambda _b, m: taken.append(m)]):
+        mine.drain_events(timeout=5)
+        mine.drain_events(timeout=5)
+        assert len(taken) == 2
+        acked, kept = taken
+        records = client.hgetall(KEYS.pod_unacked(pod))
+        acked.ack()
+        assert held_delivery_tags() == {kept.delivery_tag}
+        tag = acked.delivery_tag
+        client.hset(KEYS.pod_unacked(pod), tag, records[tag.encode()])  # the lost ack
+        old = time.time() - ORPHAN_AFTER_S - 1
+        client.zadd(KEYS.pod_unacked_index(pod), {tag: old, kept.delivery_tag: old})
+        swept = Takeover(client, KEYS, me=pod, queues=QUEUES, held=held_delivery_tags).sweep()
+        assert swept.orphans == 1
+        (message,) = client.lrange("cancelq", 0, -1)
+        assert json.loads(message)["properties"]["delivery_tag"] == tag
+        assert client.hkeys(KEYS.pod_unacked(pod)) == [kept.delivery_tag.encode()]
+        kept.ack()
+    assert held_delivery_tags() == frozenset()
+
+
+def test_an_ack_redis_refused_is_forgotten_and_its_record_handed_back(
+    tmp_path: Path,
+) -> None:
+    """Redis restarted under an ack (Celery logs "Couldn't ack"): kombu would keep the message
+    as held until its channel closes, and nobody would hand it back before the visibility
+    timeout. cancelq's channel forgets it; the record (Redis kept it, AOF) is then an orphan
+    that the process's next full sweep hands back."""
+    pod = "me"
+    options = {
+        "unacked_key": KEYS.pod_unacked(pod),
+        "unacked_index_key": KEYS.pod_unacked_index(pod),
+        "unacked_mutex_key": KEYS.pod_unacked_mutex(pod),
+    }
+    queue = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
+    with RedisServer(appendonly=True, data_dir=tmp_path) as server:
+        with Connection(server.url) as producer:
+            producer.Producer().publish(
+                {"n": 1}, exchange=queue.exchange, routing_key="cancelq", declare=[queue]
+            )
+        taken: list[Any] = []
+        mine = Connection(server.url, transport=CANCELQ_TRANSPORT, transport_options=options)
+        with mine, mine.Consumer(queue, callbacks=[lambda _b, m: taken.append(m)]):
+            mine.drain_events(timeout=5)
+            (message,) = taken
+            assert held_delivery_tags() == {message.delivery_tag}
+            server.stop()
+            with pytest.raises(redis.ConnectionError):
+                message.ack()
+            assert held_delivery_tags() == frozenset()
+            server.start()
+            client = redis.Redis.from_url(server.url)
+            old = time.time() - ORPHAN_AFTER_S - 1
+            client.zadd(KEYS.pod_unacked_index(pod), {message.delivery_tag: old})
+            swept = Takeover(client, KEYS, me=pod, queues=QUEUES, held=held_delivery_tags).sweep()
+            assert swept.orphans == 1
+            assert client.llen("cancelq") == 1
+            assert client.hlen(KEYS.pod_unacked(pod)) == 0
+            client.close()
 
 
 # -- the sweep's cost: one registry read per beat, whatever the fleet's size ---------------

@@ -11,8 +11,9 @@ unacked, and acks it, in a ``MULTI``: both raised in the event loop and ended th
 popped message only in its memory. Here a popped message whose record is refused is pushed back
 where it was popped from, waiting until Redis takes it (the consumer pops nothing more
 meanwhile: back pressure); an ack deletes without ``MULTI`` (ZREM and HDEL alone are allowed at
-maxmemory); a requeue Redis refuses leaves the message in the unacked hash, restored after the
-visibility timeout (or taken over when its process dies).
+maxmemory); an ack or a requeue Redis refuses leaves the message in the unacked hash and
+forgets it in memory: the process hands such records back itself (``worker/takeover.py``),
+within seconds instead of after the visibility timeout.
 
 The same checks run on kombu's Sentinel channel (``sentinel://``), which also survives a
 failover that stock kombu does not: a master demoted to a replica (Sentinel's ``REPLICAOF``
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
@@ -58,9 +60,32 @@ HAND_BACK_MAX_S = 1.0
 HAND_BACK_LOG_EVERY_S = 10.0
 
 
+#: Every live QoS of this process (one per channel; a reconnect makes a new one).
+_LIVE_QOS: weakref.WeakSet[QoS] = weakref.WeakSet()
+
+
+def held_delivery_tags() -> frozenset[str]:
+    """The delivery tags this process holds now: taken, neither acked nor handed back, over
+    every live channel (kombu 5.7: ``_delivered`` less ``_dirty``, its acked tags not yet
+    flushed). Read from another thread than the event loop: the copies are retried if a
+    mutation interrupts one."""
+    while True:
+        try:
+            return frozenset(
+                tag for qos in list(_LIVE_QOS) for tag in set(qos._delivered) - set(qos._dirty)
+            )
+        except RuntimeError:  # changed size during iteration
+            continue
+
+
 class QoS(kombu_redis.QoS):
     """kombu's unacked bookkeeping, usable while Redis is at its maxmemory, in plain pipelines
-    (two commands fewer a message than kombu's MULTI/EXEC)."""
+    (two commands fewer a message than kombu's MULTI/EXEC), known to
+    :func:`held_delivery_tags`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        _LIVE_QOS.add(self)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """kombu's (5.7) record of a delivered message, the same two writes in a plain
@@ -92,18 +117,32 @@ class QoS(kombu_redis.QoS):
                 .zrem(self.unacked_index_key, delivery_tag)
             )
 
+    def ack(self, delivery_tag: str) -> None:
+        """kombu's ack; when Redis refuses the delete (a lost connection), the message is
+        forgotten here all the same, as a successful ack would. kombu would keep it in memory
+        as held until the channel closes; its record left in Redis is then an orphan that this
+        process hands back at its next full sweep (``worker/takeover.py``), answered from its
+        outcome. Celery still logs the failure ("Couldn't ack")."""
+        try:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+        except redis.RedisError:
+            kombu_virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+            raise
+
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """kombu's reject; when Redis refuses it (out of memory, a lost connection), the
+        message is forgotten here as kombu's reject does, its record left for the next full
+        sweep to hand back (an OOM is logged, not raised: Redis refuses it while full)."""
         try:
             super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
-        except redis.exceptions.ResponseError as exc:
+        except redis.RedisError as exc:
+            kombu_virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
             if not is_out_of_memory(exc):
                 raise
             log.error(
-                "Redis out of memory: a message to requeue stays in the unacked hash; it is "
-                "restored after the visibility timeout"
+                "Redis out of memory: a message to requeue stays in the unacked hash; this "
+                "process hands it back once Redis takes writes again"
             )
-            # forget it here, as kombu's reject does
-            kombu_virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
 
 
 #: What Redis answers a client blocked in BRPOP when the server turns into a replica.

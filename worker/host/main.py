@@ -17,6 +17,7 @@ from cancelq.worker.decisions import NETWORK, RETRY_REASONS
 from cancelq.worker.host.app import create_app
 from cancelq.worker.host.bootsteps import observer_step
 from cancelq.worker.host.celery_consumer import install as install_dead_letters
+from cancelq.worker.host.kombu_channel import held_delivery_tags
 from cancelq.worker.host.shutdown import install_grace_deadline
 from cancelq.worker.host.tasks import PipelineProvider, register_tasks
 from cancelq.worker.killswitch import CATEGORIES
@@ -95,6 +96,7 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         queues=(settings.queue, settings.kill_queue),
         pod_ttl_s=settings.pod_ttl_s,
         visibility_timeout_s=settings.visibility_timeout_s,
+        held=held_delivery_tags,
     )
     pod = PodBeat(
         runtime.redis,
