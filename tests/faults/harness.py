@@ -10,6 +10,7 @@ with it, most cancels are parked and only the dispatcher thread can send them.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -112,8 +113,9 @@ def wait_final(stack: Stack, ids: Sequence[str], timeout_s: float) -> dict[str, 
 
 def drained_leftovers(stack: Stack, timeout_s: float = 25.0) -> dict[str, int]:
     """Leftovers once they drain: an ack lost with a broker connection leaves a finished
-    message in kombu's unacked hash; it comes back after the visibility timeout (10 s in this
-    tier) and is answered as a no-op, so "stuck" means still there after that."""
+    message in its process's unacked hash; that process hands it back at its next full sweep
+    (every 10 s, once the record is 5 s old: ``worker/takeover.py``) and it is answered as a
+    no-op, so "stuck" means still there after that."""
     deadline = time.monotonic() + timeout_s
     found = leftovers(stack)
     while any(found.values()) and time.monotonic() < deadline:
@@ -200,7 +202,23 @@ def tally(
     missing = [rid for rid in ids if rid not in outcomes]
     if missing:
         print(f"{name}: no outcome for {missing[:20]}")
+    if result.leftovers["unacked"]:
+        print(f"{name}: unacked records left {unacked_records(stack)}")
     return result
+
+
+def unacked_records(stack: Stack) -> list[tuple[str, str, str, float]]:
+    """(pod, task, task id, seconds since taken) of every unacked record left."""
+    r = stack.redis
+    keys = Keys()
+    found = []
+    for pod in r.zrange(keys.pods(), 0, -1):
+        taken = dict(r.zrange(keys.pod_unacked_index(pod), 0, -1, withscores=True))
+        for tag, entry in r.hgetall(keys.pod_unacked(pod)).items():
+            headers = json.loads(entry)[0].get("headers", {})
+            age = time.time() - taken.get(tag, 0.0)
+            found.append((pod, str(headers.get("task")), str(headers.get("id")), round(age, 1)))
+    return found
 
 
 def assert_none_lost_none_stuck(result: Tally) -> None:
