@@ -7,6 +7,9 @@ HTTP, and ``python -m cancelq worker`` processes (``cancelq/harness/stack.py``).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -103,3 +106,31 @@ def scan_redis(client: redis.Redis) -> Iterator[tuple[str, str]]:
 
 def without(mapping: Mapping[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in names}
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], stdin: str | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m cancelq ARGS`` as an operator runs it: this process's environment with
+    ``env`` over it, output captured as text, the exit code left to the caller."""
+    return subprocess.run(
+        [sys.executable, "-m", "cancelq", *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def cli(
+    stack: harness.Stack,
+    *args: str,
+    stdin: str | None = None,
+    timeout_s: float = 60,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run_cli` against ``stack``'s Redis (its URL and Sentinel settings)."""
+    redis_env = {"CANCELQ_REDIS_URL": stack.redis_url, **harness.sentinel_env(stack.sentinel)}
+    return run_cli(*args, env={**redis_env, **env}, stdin=stdin, timeout_s=timeout_s)

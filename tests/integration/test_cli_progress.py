@@ -15,27 +15,13 @@ import time
 import pytest
 
 from cancelq.outcomes import Status
-from tests.support import Stack, cancel
+from tests.support import Stack, cancel, cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 LINES = 2000
 BAD = {7: "{not json", 1500: json.dumps(cancel(orderLinkId="has space"))}
 TERMINAL = {"FORCE_COLOR": "1", "TERM": "xterm", "COLUMNS": "120"}
-
-
-def cli(
-    stack: Stack, *args: str, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cancelq", *args],
-        env={**os.environ, "CANCELQ_REDIS_URL": stack.redis_server.url, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def jsonl() -> tuple[str, list[str]]:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,6 +16,7 @@ from cancelq.keys import Keys
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.ratelimit.lanes import Budget, Lanes
 from cancelq.worker.scripted_pipeline import run_pipeline
+from tests.support import run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 KEYS = Keys()
@@ -115,15 +113,7 @@ def test_top_runs_with_a_read_only_acl_user(server: RedisServer, client: redis.R
     ro = redis.Redis.from_url(url)
     with pytest.raises(redis.exceptions.NoPermissionError):
         ro.set("cancelq:probe", "1")  # the user really cannot write
-    env = {**os.environ, "COLUMNS": "200", "CANCELQ_REDIS_URL": url}
-    done = subprocess.run(
-        [sys.executable, "-m", "cancelq", "top", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    done = run_cli("top", "--once", env={"COLUMNS": "200", "CANCELQ_REDIS_URL": url}, timeout_s=20)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "op-pw-77" not in done.stdout + done.stderr

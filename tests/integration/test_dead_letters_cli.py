@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 
 from cancelq.keys import Keys
 from cancelq.outcomes import Status
+from tests import support
 from tests.support import Stack, cancel, scan_redis, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -29,15 +28,7 @@ POD_ID_RE = re.compile(r"[A-Za-z0-9_.-]+-[0-9]+-[0-9a-f]{6}")
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANCELQ_REDIS_URL": stack.redis_server.url, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "cancelq", "dead-letters", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return support.cli(stack, "dead-letters", *args, COLUMNS="200")
 
 
 def push(stack: Stack, kwargs: dict[str, Any], content_type: str = "text/plain") -> str:

@@ -3,9 +3,6 @@ exchange only after resume, and every one ends final; other accounts are not hel
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,22 +11,10 @@ from cancelq import halts
 from cancelq.keys import Keys
 from cancelq.outcomes import Status
 from tests.support import KEYS as API_KEYS
-from tests.support import Stack, cancel, wait_until
+from tests.support import Stack, cancel, cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 CANCEL_ENDPOINTS = ("order/cancel", "order/cancel-batch")
-
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANCELQ_REDIS_URL": stack.redis_server.url}
-    return subprocess.run(
-        [sys.executable, "-m", "cancelq", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def cancels_reaching(stack: Stack, account: str, since_ms: float) -> list[dict[str, object]]:

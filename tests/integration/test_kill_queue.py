@@ -4,9 +4,6 @@ there (the CLI from the variable, the Python API from its argument) and workers 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import redis
@@ -15,7 +12,7 @@ from cancelq.contract import KILL_QUEUE, KILL_TASK_NAME
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.outcomes import Status
 from cancelq.producers.client import CancelProducer
-from tests.support import Stack
+from tests.support import Stack, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -25,15 +22,8 @@ CUSTOM = "ops.kill"
 def test_the_cli_pushes_kills_to_the_configured_queue(
     server: RedisServer, client: redis.Redis
 ) -> None:
-    env = {**os.environ, "CANCELQ_REDIS_URL": server.url, "CANCELQ_KILL_QUEUE": CUSTOM}
-    done = subprocess.run(
-        [sys.executable, "-m", "cancelq", "kill", "--account", "main", "--wait", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"CANCELQ_REDIS_URL": server.url, "CANCELQ_KILL_QUEUE": CUSTOM}
+    done = run_cli("kill", "--account", "main", "--wait", "0", env=env)
     assert done.returncode == 0, done.stderr
     assert client.llen(KILL_QUEUE) == 0
     (raw,) = client.lrange(CUSTOM, 0, -1)

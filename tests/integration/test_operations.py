@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import requests
 
 from cancelq.outcomes import Status
-from tests.support import Stack, cancel, scan_redis
+from tests.support import Stack, cancel, cli, scan_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-def cli(
-    stack: Stack, *args: str, stdin: str | None = None, **env_overrides: str
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANCELQ_REDIS_URL": stack.redis_server.url, **env_overrides}
-    return subprocess.run(
-        [sys.executable, "-m", "cancelq", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_enqueue_one_and_read_its_status(stack: Stack) -> None:

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +34,7 @@ from cancelq.producers.client import CancelProducer
 from cancelq.worker.pods import PodBeat, unacked_total
 from cancelq.worker.rescue import Rescuer
 from cancelq.worker.takeover import Takeover
-from tests.support import Stack, cancel, suite_stack, wait_until
+from tests.support import Stack, cancel, run_cli, suite_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -280,19 +279,13 @@ def test_the_operators_console_runs_as_the_shipped_roles(stack: Stack, users: Us
     worker = redis.Redis.from_url(users.url("worker"))
     wake = worker.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     wake.subscribe(Keys().lanes_wake())
-    base = {**os.environ, "COLUMNS": "200"}
     for role, argv in (
         ("worker", ["halt", "main", "--reason", "acl drill", "--by", "ops@test"]),
         ("operator", ["top", "--once"]),
         ("worker", ["resume", "main", "--reason", "acl drill over", "--by", "ops@test"]),
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "cancelq", *argv],
-            env={**base, "CANCELQ_REDIS_URL": users.url(role)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+        done = run_cli(
+            *argv, env={"COLUMNS": "200", "CANCELQ_REDIS_URL": users.url(role)}, timeout_s=30
         )
         assert done.returncode == 0, f"{argv[0]} as {role}: {done.stderr[-2000:]}"
         assert users.passwords[role] not in done.stdout + done.stderr

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ from cancelq.keys import Keys
 from cancelq.worker.claims import _script as claims_script
 from cancelq.worker.host.kombu_channel import Transport
 from cancelq.worker.pods import PodBeat
-from tests.support import Stack, cancel, suite_stack, wait_until
+from tests.support import Stack, cancel, cli, run_cli, suite_stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -70,15 +67,7 @@ def test_worker_producer_and_cli_over_the_sentinels(stack: Stack, cluster: Senti
     _run_cancels(stack, 5)
     rid = stack.producer.enqueue(**cancel(orderId=stack.place()))
     assert stack.producer.wait(rid, 15) is not None
-    env = {**os.environ, **stack.service_env()}
-    done = subprocess.run(
-        [sys.executable, "-m", "cancelq", "status", rid],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli(stack, "status", rid)
     assert done.returncode == 0, done.stderr
     assert '"status": "cancelled"' in done.stdout or '"status":"cancelled"' in done.stdout
     for secret in (SENTINEL_PASSWORD, DATA_PASSWORD):
@@ -97,16 +86,9 @@ def test_the_confirmer_over_the_sentinels(stack: Stack) -> None:
 def test_a_sentinel_url_without_a_master_name_is_refused_naming_the_variable(
     stack: Stack,
 ) -> None:
-    env = {**os.environ, **stack.service_env()}
+    env = stack.service_env()
     env.pop("CANCELQ_REDIS_SENTINEL_MASTER")
-    done = subprocess.run(
-        [sys.executable, "-m", "cancelq", "status", "x"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("status", "x", env=env)
     assert done.returncode == 2
     assert "CANCELQ_REDIS_SENTINEL_MASTER" in done.stderr
     assert DATA_PASSWORD not in done.stderr
@@ -239,14 +221,7 @@ def test_cancels_go_end_to_end_through_tls_sentinels_to_a_tls_master(
             _run_cancels(stack, 5)
             rid = stack.producer.enqueue(**cancel(orderId=stack.place()))
             assert stack.producer.wait(rid, 15) is not None
-            done = subprocess.run(
-                [sys.executable, "-m", "cancelq", "status", rid],
-                env={**os.environ, **stack.service_env()},
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
+            done = cli(stack, "status", rid, timeout_s=30)
             assert done.returncode == 0, done.stderr
             assert '"status": "cancelled"' in done.stdout or "cancelled" in done.stdout
             assert SENTINEL_PASSWORD not in done.stdout + done.stderr
