@@ -18,6 +18,7 @@ from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.worker.claims import ClaimStore
 from cancelq.worker.delivery import running
+from cancelq.worker.host.app import _own_unacked as own_unacked
 from cancelq.worker.host.kombu_channel import held_delivery_tags
 from cancelq.worker.pods import PodBeat, beaten_within, new_pod_id
 from cancelq.worker.takeover import ORPHAN_AFTER_S, Takeover, redelivered
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 KEYS = Keys()
 QUEUES = ("cancelq", "cancelq.kill")
 CANCELQ_TRANSPORT = "cancelq.worker.host.kombu_channel:Transport"
+QUEUE = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
 
 
 def entry(tag: str, routing_key: str = "cancelq") -> str:
@@ -134,12 +136,8 @@ def test_kombu_records_a_pods_messages_in_its_own_hash_and_a_takeover_redelivers
 ) -> None:
     """The per-pod unacked hash is kombu's own bookkeeping, set by transport options."""
     pod = "consumer-1"
-    options = {
-        "unacked_key": KEYS.pod_unacked(pod),
-        "unacked_index_key": KEYS.pod_unacked_index(pod),
-        "unacked_mutex_key": KEYS.pod_unacked_mutex(pod),
-    }
-    queue = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
+    options = own_unacked(KEYS, pod)
+    queue = QUEUE
     with Connection(server.url) as producer:
         producer.Producer().publish(
             {"n": 1}, exchange=queue.exchange, routing_key="cancelq", declare=[queue]
@@ -268,12 +266,8 @@ def test_kombus_state_tells_what_this_process_holds_and_a_lost_ack_is_handed_bac
     "lost" (the record written back, as a failover to a replica that never got the HDEL
     leaves it): the sweep hands back that one, not the one still held."""
     pod = "me"
-    options = {
-        "unacked_key": KEYS.pod_unacked(pod),
-        "unacked_index_key": KEYS.pod_unacked_index(pod),
-        "unacked_mutex_key": KEYS.pod_unacked_mutex(pod),
-    }
-    queue = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
+    options = own_unacked(KEYS, pod)
+    queue = QUEUE
     with Connection(server.url) as producer:
         for n in (1, 2):
             producer.Producer().publish(
@@ -310,12 +304,8 @@ def test_an_ack_redis_refused_is_forgotten_and_its_record_handed_back(
     timeout. cancelq's channel forgets it; the record (Redis kept it, AOF) is then an orphan
     that the process's next full sweep hands back."""
     pod = "me"
-    options = {
-        "unacked_key": KEYS.pod_unacked(pod),
-        "unacked_index_key": KEYS.pod_unacked_index(pod),
-        "unacked_mutex_key": KEYS.pod_unacked_mutex(pod),
-    }
-    queue = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
+    options = own_unacked(KEYS, pod)
+    queue = QUEUE
     with RedisServer(appendonly=True, data_dir=tmp_path) as server:
         with Connection(server.url) as producer:
             producer.Producer().publish(
