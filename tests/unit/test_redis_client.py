@@ -8,7 +8,11 @@ import ssl
 
 import pytest
 import redis
-from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import (
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from cancelq.errors import ConfigError
 from cancelq.redis_client import (
@@ -18,6 +22,7 @@ from cancelq.redis_client import (
     parse_sentinel_url,
     url_passwords,
 )
+from cancelq.sentinel_connections import FollowingConnection
 from cancelq.settings import load_settings
 from cancelq.worker.host.app import create_app
 from cancelq.worker.host.kombu_channel import SentinelChannel
@@ -83,7 +88,8 @@ def test_a_sentinel_url_builds_a_master_client_asking_the_sentinels() -> None:
 def test_sentinel_tls_verifies_the_sentinels_and_the_master() -> None:
     options = SentinelOptions("orders", tls=True, ca_file="/etc/ca.pem")
     pool = connect(URL, options).connection_pool
-    assert pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)  # TLS, Sentinel-led
+    assert issubclass(pool.connection_class, FollowingConnection)
     assert pool.connection_kwargs["ssl_cert_reqs"] == ssl.CERT_REQUIRED
     assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.pem"
     sentinel_pool = pool.sentinel_manager.sentinels[0].connection_pool
