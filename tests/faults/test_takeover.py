@@ -60,6 +60,13 @@ EARLIEST_TAKEOVER_MS = 1500.0
 #: WorkerLostError, task_reject_on_worker_lost requeues it, a new child forks): measured
 #: p50 4.0 s, p99 4.7 s here; the pod's heartbeat plays no part (the parent lives).
 CHILD_TARGET_P99_S = 6.0
+#: The premise of the slow-exchange scenarios: every cancel its own 250 ms request, the taker
+#: busy with them. With backlog coalescing on (the default) the taker's late cancels are parked
+#: and leave its lane one batch of one at a time, 250 ms apart (sigkill-pod p99 3.2-3.9 s in 4
+#: runs, frozen 3.36 s, cut 3.07 s; the hand-back itself at most 2.42 s): the saturated
+#: taker's throughput, not the takeover, which is what these measure. As in test_shutdown.py,
+#: coalescing is off to create the premise; the burst test at the end keeps every default.
+SLOW_SINGLES = {"CANCELQ_COALESCE_AFTER_MS": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -218,12 +225,7 @@ def slow_exchange(stack: Stack) -> Iterator[None]:
 def test_a_sigkilled_pods_cancels_reach_the_exchange_within_seconds(
     stack: Stack, slow_exchange: None
 ) -> None:
-    # The premise: the taker is busy with 250 ms singles. With backlog coalescing on (the
-    # default) the taker's late cancels are parked and leave its lane one batch of one at a
-    # time, 250 ms apart (p99 3.2-3.9 s in 4 runs, the hand-back itself at most 2.42 s):
-    # the saturated taker's throughput, not the takeover, which is what this measures. As in
-    # test_shutdown.py, coalescing is off to create the premise; the burst test below keeps it.
-    premise = {"CANCELQ_COALESCE_AFTER_MS": "0"}
+    premise = SLOW_SINGLES
     rounds = Rounds("sigkill-pod")
     stack.start_worker(**premise)
     stack.start_worker(**premise)
@@ -262,8 +264,8 @@ def test_a_pod_frozen_for_10_s_is_taken_over_and_fenced_when_it_resumes(
     the pod TTL; the resumed pod sends nothing they took (a claim of a delivery it no longer
     holds is refused: "taken"); what it had on the wire when it froze may go twice."""
     rounds = Rounds("sigstop-10s")
-    frozen = stack.start_worker()
-    stack.start_worker()
+    frozen = stack.start_worker(**SLOW_SINGLES)
+    stack.start_worker(**SLOW_SINGLES)
     pod = pod_of(stack, frozen.pid)
     for _ in range(KILLS):
         one_round(
@@ -289,8 +291,8 @@ def test_a_pod_cut_off_from_redis_is_taken_over_and_fenced_when_it_reconnects(
     upstream = stack.redis_server.port
     with TcpProxy(upstream) as proxy:
         url = stack.redis_url.replace(f":{upstream}/", f":{proxy.port}/")
-        cut_off = stack.start_worker(CANCELQ_REDIS_URL=url)
-        stack.start_worker()
+        cut_off = stack.start_worker(CANCELQ_REDIS_URL=url, **SLOW_SINGLES)
+        stack.start_worker(**SLOW_SINGLES)
         pod = pod_of(stack, cut_off.pid)
         for _ in range(KILLS):
             one_round(
