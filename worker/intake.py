@@ -1,11 +1,12 @@
 """Intake in one round trip: a request's dedup claim and, in the same script, its admission.
 
-``claim.lua`` and ``admit.lua`` are composed unchanged (each becomes a local function of one
-script; the glue splits KEYS and ARGV between them, and hands admit the claim's attempts, so it
-does not read the claim again). The admission runs only when this request owns the cancel and
-no kill switch has run on its lane; otherwise the caller decides with the claim alone (a kill
-marker needs the request's enqueue time, which Python compares). This saves
-a Redis round trip per cancel on the common path, where a round trip is the largest cost
+``claim.lua`` and ``admit.lua`` are composed unchanged but for their one ``TIME`` call, which
+they share (each becomes a local function of one script; the glue splits KEYS and ARGV between
+them, and hands admit the claim's attempts, so it does not read the claim again). The admission
+runs only when this request owns the cancel and no kill switch has run on its lane; otherwise
+the caller decides with the claim alone (a kill marker needs the request's enqueue time, which
+Python compares). This saves a Redis round trip per cancel on the common path, where a round
+trip is the largest cost
 (``python -m bench.profile``: socket sends were a third of the worker's samples).
 """
 
@@ -44,12 +45,31 @@ def _source(package: str, name: str) -> str:
     return resources.files(package).joinpath(name).read_text(encoding="utf-8")
 
 
+#: Both scripts read the Redis clock; composed, they share one reading (a script runs as one
+#: step, so the clock of its first call is the clock of the whole call).
+_ONE_CLOCK = """
+local clock_of_this_call
+local function redis_time()
+  if not clock_of_this_call then clock_of_this_call = redis.call('TIME') end
+  return clock_of_this_call
+end
+"""
+_TIME_CALL = "redis.call('TIME')"
+
+
+def _sharing_the_clock(source: str, name: str) -> str:
+    if source.count(_TIME_CALL) != 1:
+        raise ValueError(f"intake: {name} reads the clock other than once; update the glue")
+    return source.replace(_TIME_CALL, "redis_time()")
+
+
 def compose() -> str:
-    """The intake script: both scripts as local functions (their KEYS/ARGV are parameters)."""
-    claim = _source("cancelq.worker", "claim.lua")
-    admit = _source("cancelq.worker.ratelimit", "admit.lua")
+    """The intake script: both scripts as local functions (their KEYS/ARGV are parameters),
+    one reading of the Redis clock between them."""
+    claim = _sharing_the_clock(_source("cancelq.worker", "claim.lua"), "claim.lua")
+    admit = _sharing_the_clock(_source("cancelq.worker.ratelimit", "admit.lua"), "admit.lua")
     return (
-        f"local function claim(KEYS, ARGV)\n{claim}\nend\n"
+        f"{_ONE_CLOCK}local function claim(KEYS, ARGV)\n{claim}\nend\n"
         f"local function admit(KEYS, ARGV)\n{admit}\nend\n{_GLUE}"
     )
 

@@ -229,3 +229,25 @@ def test_the_reply_script_counts_signals_in_an_expiring_bucket(
     assert run_pipeline(client, count, lanes.scripts) == [0]
     assert client.hgetall(signals.key) == {b"acct:spot|sent": b"4", b"acct:spot|rate_limited": b"2"}
     assert 0 < client.ttl(signals.key) <= signals.ttl_s
+
+
+def test_claim_and_admission_share_one_reading_of_the_clock(
+    client: redis.Redis, claims: ClaimStore, lanes: Lanes
+) -> None:
+    """The lease and the budget unit are stamped with the same ms (one TIME in the script)."""
+    take(client, claims, lanes, "r0")  # loads the script: MONITOR below sees one call
+    client.delete(KEYS.claim("acct", IDENTITY))
+    with client.monitor() as monitor:
+        result = take(client, claims, lanes, "r1")
+        calls = []
+        for event in monitor.listen():
+            calls.append(str(event["command"]).split(" ")[0])
+            if calls[-1] == "PEXPIRE" and calls.count("PEXPIRE") == 2:  # claim's, then log's
+                break
+    assert result.admission is not None
+    assert result.admission.admitted
+    assert calls.count("TIME") == 1
+    unit = result.admission.unit
+    assert unit is not None
+    lease = int(client.hget(KEYS.claim("acct", IDENTITY), "lease") or 0)
+    assert lease - 30_000 == int(unit.rsplit("@", 1)[1])
