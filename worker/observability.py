@@ -1,4 +1,5 @@
-"""What a worker pod shows operators: /metrics, a heartbeat file for probes, queue depth.
+"""What a worker pod shows operators: /metrics, a heartbeat file for probes, queue depth (the
+fleet-wide unacked count from one pod only, ``pods.fleet_unacked``).
 
 Runs beside Celery (started and stopped by a worker bootstep, ``worker/host/bootsteps.py``);
 every failure here is logged and swallowed.
@@ -21,7 +22,7 @@ from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from cancelq.replies import as_text
 from cancelq.worker.metrics import Metrics
-from cancelq.worker.pods import unacked_total
+from cancelq.worker.pods import fleet_unacked
 from cancelq.worker.ratelimit.lanes import Lanes
 from cancelq.worker.rescue import Rescuer
 
@@ -44,7 +45,11 @@ class Observer:
         health_file: Path,
         interval_s: float,
         accounts: Iterable[str] = (),
+        pod_id: str = "",
+        pod_ttl_s: float = 2.0,
     ) -> None:
+        """``pod_id``: this worker process's id in the pod registry (the fleet-wide unacked
+        count is sampled by one pod, ``pods.fleet_unacked``)."""
         self.metrics = metrics
         self._redis = client
         self._lanes = lanes
@@ -54,6 +59,7 @@ class Observer:
         self._health_file = health_file
         self._interval_s = interval_s
         self._accounts = list(accounts)  # the halted gauge's label set (the accounts file)
+        self._pod_id, self._pod_ttl_s = pod_id, pod_ttl_s
         self._stop = threading.Event()
         self.ready = False
         self._server: Any = None
@@ -91,7 +97,7 @@ class Observer:
             log.warning("cannot write heartbeat file %s", self._health_file, exc_info=True)
         try:
             waiting = self._redis.llen(self._keys.queue)
-            unacked = unacked_total(self._redis, self._keys)
+            unacked = fleet_unacked(self._redis, self._keys, self._pod_id, self._pod_ttl_s)
             deferred = self._lanes.parked()
             rescued = self._rescuer.sweep().rescued
             halted = set(self._redis.hkeys(self._keys.halts()))
@@ -100,7 +106,10 @@ class Observer:
             return
         gauge = self.metrics.queue_depth
         safely(gauge.labels("cancelq").set, waiting)
-        safely(gauge.labels("unacked").set, unacked)
+        if unacked is None:  # another pod counts it: no stale copy here for max by (queue)
+            safely(gauge.remove, "unacked")
+        else:
+            safely(gauge.labels("unacked").set, unacked)
         safely(gauge.labels("deferred").set, deferred)
         if rescued:
             safely(self.metrics.rescued.inc, rescued)

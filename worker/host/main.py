@@ -81,6 +81,8 @@ def build_worker(settings: Settings) -> tuple[Celery, PipelineProvider]:
         health_file=settings.health_file,
         interval_s=settings.heartbeat_s,
         accounts=runtime.accounts,
+        pod_id=pod_id,
+        pod_ttl_s=settings.pod_ttl_s,
     )
     dispatcher = Dispatcher(
         runtime.lanes,
