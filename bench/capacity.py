@@ -20,6 +20,8 @@ KEY_RATE_PER_S = 20.0
 WORKER_CPU_FIGURE = "cancelq CPU ms/cancel (vs pybit)"
 REDIS_CPU_PREFIX = "Redis CPU per cancel"
 IDLE_FIGURE = "idle worker pod: Redis commands per second"
+#: Preferred: a pod's idle cost measured among others (what it reads of them included).
+FLEET_IDLE_PREFIX = "idle fleet of "
 
 
 @dataclass(frozen=True)
@@ -77,4 +79,5 @@ def model(results: Results) -> Capacity | None:
     redis_us = _median(results, REDIS_CPU_PREFIX, prefix=True)
     if not worker or not redis_us:
         return None
-    return Capacity(worker, redis_us, _median(results, IDLE_FIGURE))
+    idle = _median(results, FLEET_IDLE_PREFIX, prefix=True) or _median(results, IDLE_FIGURE)
+    return Capacity(worker, redis_us, idle)

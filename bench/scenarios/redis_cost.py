@@ -27,6 +27,11 @@ from cancelq.harness.accounts import AccountSpec
 
 KEYS_USED = 10
 IDLE_S = 10.0  # five of the dispatcher's idle looks, 20 pod beats
+#: An idle fleet's cost per pod: what each pod reads of the others (the registry, their
+#: unacked records) grows with the fleet.
+FLEET_PODS = 6
+#: A new pod judges the others (its takeover sweep) once it has beaten for a pod TTL (2 s).
+FLEET_SETTLE_S = 3.0
 DRAIN_POLL_S = 0.05
 
 
@@ -108,6 +113,7 @@ def run(ctx: Context) -> None:
     cmds: list[float] = []
     trips: list[float] = []
     idle_cmds: list[float] = []
+    fleet_cmds: list[float] = []
     by_name: Counter[str] = Counter()
     idle_by_name: Counter[str] = Counter()
     for rep in range(ctx.sizes.repeats):
@@ -124,6 +130,10 @@ def run(ctx: Context) -> None:
                 fast = trace_one(ctx.stack, ctx.keys.free, parked=False)
                 spend_budget(ctx.stack, ctx.keys.limited["hot"])
                 parked = trace_one(ctx.stack, ctx.keys.limited["hot"], parked=True)
+        with ctx.stack.workers("cancelq", FLEET_PODS, THREADS_POOL):
+            time.sleep(FLEET_SETTLE_S)
+            fleet_calls_s, _, _ = idle_rates(ctx)
+        fleet_cmds.append(fleet_calls_s / FLEET_PODS)
         cpu.append(per_cancel_us)
         cmds.append(sum(per_command.values()))
         trips.append(per_cancel_trips)
@@ -135,6 +145,7 @@ def run(ctx: Context) -> None:
         cmds=cmds,
         trips=trips,
         idle_cmds=idle_cmds,
+        fleet_cmds=fleet_cmds,
         by_name=by_name,
         idle_by_name=idle_by_name,
         fast=fast,
@@ -149,6 +160,7 @@ def _report(
     cmds: list[float],
     trips: list[float],
     idle_cmds: list[float],
+    fleet_cmds: list[float],
     by_name: Counter[str],
     idle_by_name: Counter[str],
     fast: str,
@@ -203,6 +215,16 @@ def _report(
                 for name, count in idle_by_name.most_common()
                 if count >= 0.01
             ),
+        )
+    )
+    ctx.results.add(
+        Figure(
+            "redis",
+            f"idle fleet of {FLEET_PODS} worker pods: Redis commands per second a pod",
+            Spread.of_repeats(fleet_cmds),
+            "cmds/s",
+            note=f"measured over {IDLE_S:g} s with nothing queued, every command counted, "
+            f"divided by {FLEET_PODS}: flat in the fleet's size when no pod reads every other",
         )
     )
     ctx.results.notes.append(f"one cancel on the fast path (an idle lane): {fast}")

@@ -12,7 +12,13 @@ import redis
 
 from cancelq.keys import Keys
 from cancelq.worker.pods import PodBeat, beaten_within
-from cancelq.worker.redis_clock import MAX_TRUSTED_RTT_S, RESYNC_S, RedisClock
+from cancelq.worker.redis_clock import (
+    MAX_TRUSTED_RTT_S,
+    READINGS,
+    RESYNC_S,
+    RedisClock,
+    SlowClockReading,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -88,11 +94,47 @@ def test_a_slow_reading_keeps_the_better_offset(client: redis.Redis) -> None:
     assert counting.reads == reads + 1
 
 
-def test_a_first_reading_is_used_however_slow(client: redis.Redis) -> None:
+def test_without_a_trusted_offset_a_slow_reading_fails_as_a_timeout(client: redis.Redis) -> None:
+    """A reading answered late (sent during a partition, answered when it healed) would put the
+    estimate ahead by half its round trip; the beat fails instead, and is tried again."""
     counting = CountingClient(client)
     counting.delay_s = MAX_TRUSTED_RTT_S * 2
     clock = RedisClock(counting)  # type: ignore[arg-type]
-    assert abs(clock.now_ms() - server_ms(client)) < counting.delay_s * 1000 + 10
+    with pytest.raises(SlowClockReading):
+        clock.now_ms()
+    assert counting.reads == READINGS
+    counting.delay_s = 0.0
+    assert abs(clock.now_ms() - server_ms(client)) < 10
+
+
+def test_of_the_readings_of_one_sync_a_fast_one_ends_it(client: redis.Redis) -> None:
+    class SlowFirst(CountingClient):
+        def time(self) -> Any:
+            self.delay_s = MAX_TRUSTED_RTT_S * 2 if self.reads == 0 else 0.0
+            return super().time()
+
+    slow_first = SlowFirst(client)
+    clock = RedisClock(slow_first)  # type: ignore[arg-type]
+    assert abs(clock.now_ms() - server_ms(client)) < 10
+    assert slow_first.reads == 2
+
+
+def test_after_forget_only_a_fast_reading_is_used(client: redis.Redis) -> None:
+    counting = CountingClient(client)
+    clock = RedisClock(counting)  # type: ignore[arg-type]
+    clock.now_ms()
+    clock.forget()  # a Redis error: the server may have changed
+    counting.delay_s = MAX_TRUSTED_RTT_S * 2
+    with pytest.raises(SlowClockReading):
+        clock.now_ms()
+
+
+def test_a_beat_that_cannot_read_the_clock_in_time_is_not_written(client: redis.Redis) -> None:
+    counting = CountingClient(client)
+    counting.delay_s = MAX_TRUSTED_RTT_S * 2
+    pulse = PodBeat(counting, Keys(), "pod-slow", every_s=0.5, ttl_s=2.0)  # type: ignore[arg-type]
+    assert pulse.beat() is None
+    assert client.zscore(Keys().pods(), "pod-slow") is None
 
 
 def test_a_beat_is_one_zadd_scored_on_the_redis_clock(client: redis.Redis) -> None:
