@@ -80,7 +80,12 @@ class PodBeat:
         """One beat; the Redis clock in ms, or None (logged) when Redis cannot be reached."""
         try:
             now_ms = self._clock.now_ms()
-            self._redis.zadd(self._keys.pods(), {self.pod_id: now_ms})
+            # GT: a beat held up in a partition and delivered after a later one (on a connection
+            # the client already dropped) must not set the pod back (the fault tier's cut test
+            # saw it: the healthy pod took over what the cut-off pod had taken since the heal).
+            # A step back of the Redis clock then leaves scores ahead: pods look alive longer,
+            # never dead sooner.
+            self._redis.zadd(self._keys.pods(), {self.pod_id: now_ms}, gt=True)
         except redis.RedisError as exc:
             self._clock.forget()  # a failover's new master: its own clock
             error = StoreError("pod heartbeat not written")

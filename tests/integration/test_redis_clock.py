@@ -154,3 +154,15 @@ def test_a_beat_is_one_zadd_scored_on_the_redis_clock(client: redis.Redis) -> No
     assert beaten is not None
     assert abs(beaten - server_ms(client)) < 50
     assert beaten_within(client, keys, "pod-a", 2.0)
+
+
+def test_a_late_beat_never_sets_the_pod_back(client: redis.Redis) -> None:
+    """A beat delivered after a later one (held up in a partition) keeps the later score."""
+    keys = Keys()
+    pulse = PodBeat(client, keys, "pod-late", every_s=0.5, ttl_s=2.0)
+    beaten = pulse.beat()
+    assert beaten is not None
+    ahead = beaten + 60_000
+    client.zadd(keys.pods(), {"pod-late": ahead})
+    assert pulse.beat() is not None
+    assert client.zscore(keys.pods(), "pod-late") == ahead
