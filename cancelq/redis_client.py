@@ -130,14 +130,16 @@ def connect(url: str, sentinel: SentinelOptions | None = None, **options: Any) -
     to_sentinels: dict[str, Any] = {k: options[k] for k in _SOCKET_OPTIONS if k in options}
     if sentinel.password:
         to_sentinels["password"] = sentinel.password
-    # redis-py's Sentinel is untyped
-    manager = Sentinel(list(parsed.nodes), sentinel_kwargs={**to_sentinels, **tls})  # type: ignore[no-untyped-call]
+    # redis-py's Sentinel is untyped up to 8.1 and typed narrower than its keyword arguments
+    # from 8.2 (connection_class): held as Any, it type-checks with either
+    sentinel_class: Any = Sentinel
+    manager = sentinel_class(list(parsed.nodes), sentinel_kwargs={**to_sentinels, **tls})
     credentials = {
         name: value
         for name, value in (("username", parsed.username), ("password", parsed.password))
         if value
     }
-    client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
+    client: redis.Redis = manager.master_for(
         sentinel.master,
         db=parsed.db,
         connection_class=FollowingSSLConnection if sentinel.tls else FollowingConnection,

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from typing import Any
 
 import redis
 from redis.client import PubSub
@@ -35,7 +36,8 @@ class LaneWake:
         deadline = time.monotonic() + timeout_s
         try:
             if self._pubsub is None:
-                self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                open_pubsub: Any = self._client.pubsub  # untyped up to redis-py 8.1, typed after
+                self._pubsub = open_pubsub(ignore_subscribe_messages=True)
                 self._pubsub.subscribe(self._channel)
                 return True  # what was published before this subscription was not heard
             while (left := deadline - time.monotonic()) > 0 and not self._stopped.is_set():
