@@ -1,5 +1,7 @@
-"""What a worker pod shows operators: /metrics, a heartbeat file for probes, queue depth (the
-fleet-wide unacked count from one pod only, ``pods.fleet_unacked``).
+"""What a worker pod shows operators: /metrics, a heartbeat file for probes, and the fleet-wide
+gauges (queue depths, halted accounts), sampled by one pod of the fleet (``pods.fleet_sampler``):
+the others export no copy, which ``max by`` reads the same. Every pod sweeps the outbox (no
+lost cancel waits for the sampling pod to be live).
 
 Runs beside Celery (started and stopped by a worker bootstep, ``worker/host/bootsteps.py``);
 every failure here is logged and swallowed.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from cancelq.heartbeat import write_heartbeat
 from cancelq.keys import Keys
 from cancelq.replies import as_text
 from cancelq.worker.metrics import Metrics
-from cancelq.worker.pods import fleet_unacked
+from cancelq.worker.pods import fleet_sampler, unacked_of
 from cancelq.worker.ratelimit.lanes import Lanes
 from cancelq.worker.rescue import Rescuer
 
@@ -48,8 +51,8 @@ class Observer:
         pod_id: str = "",
         pod_ttl_s: float = 2.0,
     ) -> None:
-        """``pod_id``: this worker process's id in the pod registry (the fleet-wide unacked
-        count is sampled by one pod, ``pods.fleet_unacked``)."""
+        """``pod_id``: this worker process's id in the pod registry (the fleet-wide gauges are
+        sampled by one pod, ``pods.fleet_sampler``)."""
         self.metrics = metrics
         self._redis = client
         self._lanes = lanes
@@ -96,23 +99,56 @@ class Observer:
         except OSError:
             log.warning("cannot write heartbeat file %s", self._health_file, exc_info=True)
         try:
-            waiting = self._redis.llen(self._keys.queue)
-            unacked = fleet_unacked(self._redis, self._keys, self._pod_id, self._pod_ttl_s)
-            deferred = self._lanes.parked()
             rescued = self._rescuer.sweep().rescued
-            halted = set(self._redis.hkeys(self._keys.halts()))
+            sample = self._sample_the_fleet()
         except (redis.RedisError, StoreError):
             log.debug("queue depth not sampled: redis unavailable")
             return
-        gauge = self.metrics.queue_depth
-        safely(gauge.labels("cancelq").set, waiting)
-        if unacked is None:  # another pod counts it: no stale copy here for max by (queue)
-            safely(gauge.remove, "unacked")
-        else:
-            safely(gauge.labels("unacked").set, unacked)
-        safely(gauge.labels("deferred").set, deferred)
         if rescued:
             safely(self.metrics.rescued.inc, rescued)
-        names = {as_text(name) for name in halted}
+        if sample is None:
+            self._drop_fleet_gauges()
+        else:
+            self._export(sample)
+
+    def _sample_the_fleet(self) -> FleetSample | None:
+        """The fleet-wide sample, or None when another pod samples it (one registry read)."""
+        pods = fleet_sampler(self._redis, self._keys, self._pod_id, self._pod_ttl_s)
+        if pods is None:
+            return None
+        return FleetSample(
+            waiting=int(self._redis.llen(self._keys.queue)),
+            unacked=unacked_of(self._redis, self._keys, pods),
+            deferred=self._lanes.parked(),
+            halted=frozenset(as_text(name) for name in self._redis.hkeys(self._keys.halts())),
+        )
+
+    def _export(self, sample: FleetSample) -> None:
+        gauge = self.metrics.queue_depth
+        safely(gauge.labels("cancelq").set, sample.waiting)
+        safely(gauge.labels("unacked").set, sample.unacked)
+        safely(gauge.labels("deferred").set, sample.deferred)
         for account in self._accounts:
-            safely(self.metrics.account_halted.labels(account).set, int(account in names))
+            safely(self.metrics.account_halted.labels(account).set, int(account in sample.halted))
+
+    def _drop_fleet_gauges(self) -> None:
+        """No stale copy of another pod's sample (a pod that sampled before, then lost its
+        turn to a smaller live id, or the halted gauges primed at 0 at start)."""
+        for queue in QUEUES:
+            safely(self.metrics.queue_depth.remove, queue)
+        for account in self._accounts:
+            safely(self.metrics.account_halted.remove, account)
+
+
+#: The ``queue`` labels of ``cancelq_queue_depth``.
+QUEUES = ("cancelq", "unacked", "deferred")
+
+
+@dataclass(frozen=True)
+class FleetSample:
+    """One reading of the fleet-wide gauges."""
+
+    waiting: int  # in the broker list
+    unacked: int  # taken, not acknowledged, over every registered pod
+    deferred: int  # parked in lanes
+    halted: frozenset[str]  # accounts an operator halted

@@ -131,14 +131,16 @@ def unacked_total(client: redis.Redis, keys: Keys) -> int:
     """Messages taken and not acknowledged, over every registered worker process (and kombu's
     shared hash of older workers)."""
     registry: list[Any] = client.zrange(keys.pods(), 0, -1)
-    return _unacked_of(client, keys, [as_text(pod) for pod in registry])
+    return unacked_of(client, keys, [as_text(pod) for pod in registry])
 
 
-def fleet_unacked(client: redis.Redis, keys: Keys, pod_id: str, ttl_s: float) -> int | None:
-    """:func:`unacked_total`, counted by one pod of the fleet: the live pod with the smallest
-    id (live: beaten within ``ttl_s`` of the freshest beat, so no clock is read); None, after one
-    read of the registry, for every other pod. The count costs one HLEN per registered pod: when
-    every pod counted, an idle fleet of N pods sent N² of them per sampling period."""
+def fleet_sampler(client: redis.Redis, keys: Keys, pod_id: str, ttl_s: float) -> list[str] | None:
+    """Every registered pod when ``pod_id`` is the one pod that samples the fleet-wide gauges
+    (queue depths, halted accounts): the live pod with the smallest id (live: beaten within
+    ``ttl_s`` of the freshest beat, so no clock is read); None, after this one read of the
+    registry, for every other pod. When every pod sampled, an idle fleet of N pods read the same
+    keys N times per sampling period, and the unacked count (one HLEN per registered pod) N²
+    times."""
     registry: list[Any] = client.zrange(keys.pods(), 0, -1, withscores=True)
     beats = {as_text(pod): float(score) for pod, score in registry}
     if pod_id not in beats:
@@ -147,10 +149,11 @@ def fleet_unacked(client: redis.Redis, keys: Keys, pod_id: str, ttl_s: float) ->
     live = [pod for pod, beat in beats.items() if beat >= freshest - ttl_s * 1000]
     if min(live) != pod_id:
         return None
-    return _unacked_of(client, keys, list(beats))
+    return list(beats)
 
 
-def _unacked_of(client: redis.Redis, keys: Keys, pods: list[str]) -> int:
+def unacked_of(client: redis.Redis, keys: Keys, pods: list[str]) -> int:
+    """Messages taken and not acknowledged by ``pods`` (and in kombu's shared hash)."""
     with client.pipeline(transaction=False) as pipe:
         pipe.hlen(keys.unacked)
         for pod in pods:
