@@ -7,6 +7,7 @@ Uses ``redis-server`` from PATH when present, else the binary shipped by the ``r
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -48,11 +49,46 @@ def _bundled(binary: Path) -> bool:
     return binary.resolve().is_relative_to(Path(sys.prefix).resolve())
 
 
+#: Free ports are picked at random from here up to just below the kernel's ephemeral range
+#: (Linux: ``ip_local_port_range``, 32768-60999 by default). A port the kernel hands out for
+#: ``bind(0)`` is an ephemeral one, which any outgoing connection may take as its local port
+#: before the server binds it: under the test suite's connection churn a Sentinel then failed to
+#: bind and the cluster never formed.
+PICK_FROM = 20_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_PICKS = 100
+_pick = random.SystemRandom()  # not the global generator, which pytest-randomly seeds alike
+
+
 def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on now, outside the ephemeral range when the
+    kernel's is known (else one the kernel picks)."""
+    below = _ephemeral_low()
+    if below is not None and below - 1 > PICK_FROM:
+        for _ in range(_PICKS):
+            port = _pick.randint(PICK_FROM, below - 1)
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ MASTER_NAME = "mymaster"
 #: test_sentinel_harness.py`` reproduces it by stalling a Sentinel 1.3 s). 3000 leaves a
 #: starved Sentinel three times that margin and adds 2 s to a promotion.
 DOWN_AFTER_MS = 3000
+#: A Sentinel answers within this of its start, or it is not coming up.
+SENTINEL_START_S = 10.0
+#: Ports tried for one Sentinel when the one picked was taken before it could bind it.
+SENTINEL_PORT_TRIES = 5
 
 
 class SentinelCluster:
@@ -206,13 +210,40 @@ class SentinelCluster:
         try:
             for server in self.servers:
                 server.start()
-            for index, port in enumerate(self.sentinel_ports):
-                self._sentinels.append(self._start_sentinel(index, port))
+            for index in range(len(self.sentinel_ports)):
+                self._sentinels.append(self._start_answering_sentinel(index))
             self.wait_ready(timeout_s)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _start_answering_sentinel(self, index: int) -> subprocess.Popen[bytes]:
+        """Sentinel ``index``, once it answers; on a port taken meanwhile, on another one."""
+        for _ in range(SENTINEL_PORT_TRIES):
+            process = self._start_sentinel(index, self.sentinel_ports[index])
+            deadline = time.monotonic() + SENTINEL_START_S
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if self.sentinel_client(index).ping():
+                        return process
+                except redis.RedisError:
+                    time.sleep(0.02)
+            if process.poll() is None:
+                end_process(process, signal.SIGKILL, timeout_s=5)
+                raise TimeoutError(f"Sentinel {index} did not answer in {SENTINEL_START_S}s")
+            log = self._sentinel_log(index)
+            if "Address already in use" not in log:
+                raise RuntimeError(f"Sentinel {index} exited at start: {log[-2000:]}")
+            self._clients.pop(self.sentinel_ports[index], None)
+            self.sentinel_ports[index] = free_port()
+        raise RuntimeError(f"Sentinel {index}: every port tried was taken")
+
+    def _sentinel_log(self, index: int) -> str:
+        try:
+            return (self._dir(f"sentinel-{index}") / "sentinel.log").read_text(errors="replace")
+        except OSError:
+            return ""
 
     def _start_sentinel(self, index: int, port: int) -> subprocess.Popen[bytes]:
         directory = self._dir(f"sentinel-{index}")
@@ -259,6 +290,10 @@ class SentinelCluster:
             "num-other-sentinels": len(self._sentinels) - 1,
         }
         while time.monotonic() < deadline:
+            for index, process in enumerate(self._sentinels):
+                if process.poll() is not None:
+                    log = self._sentinel_log(index)[-2000:]
+                    raise RuntimeError(f"Sentinel {index} exited: {log}")
             if self.replicas_online() == len(self.servers) - 1 and all(
                 self._sees(index, want) for index in range(len(self._sentinels))
             ):
