@@ -12,6 +12,12 @@
 -- ARGV[5]  "1": this claim starts an exchange attempt (count it); "0": intake only
 -- ARGV[6]  the calling worker process's unacked hash (kombu's record of what it holds)
 -- ARGV[7]  delivery tag of the message being run ("": no fencing, a caller outside a worker)
+-- ARGV[8]  (with fencing) the pods zset (pod id -> ms of its last heartbeat, worker/pods.py)
+-- ARGV[9]  (with fencing) the calling worker process's pod id
+-- ARGV[10] (with fencing) ms: the caller's last heartbeat must be at most this old ("0": not
+--          checked). Others take the pod for dead, and hand back what it holds, once its beat
+--          is a pod TTL old; a claim made with a fresher beat leaves the send the rest of the
+--          TTL before any copy can be handed back and sent again
 -- Returns {verdict, owner, attempts, startedAt, kills} (kills: the marker as a flat list,
 -- empty when no kill ran) with verdict one of
 --   "own"        this request holds the identity: go ahead (first claim, re-delivery, takeover)
@@ -21,6 +27,8 @@
 --                process took it over while this one was frozen or cut off): do nothing
 --   "held"       another delivery of this very request is held right now (a copy the outbox
 --                sweep pushed again, a repeated requestId): it will finish it; do nothing
+--   "stale"      this process's own heartbeat is older than ARGV[10] (it was frozen or cut off
+--                and has not beaten since): nothing changed; claim again after its next beat
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'finished', ARGV[1], 0, 0, {}}
 end
@@ -37,6 +45,10 @@ end
 if ARGV[7] ~= '' then
   if redis.call('HEXISTS', ARGV[6], ARGV[7]) == 0 then
     return {'taken', ARGV[1], 0, 0, {}}
+  end
+  if ARGV[10] ~= '0'
+      and tonumber(redis.call('ZSCORE', ARGV[8], ARGV[9]) or '0') < now - tonumber(ARGV[10]) then
+    return {'stale', ARGV[1], 0, 0, {}}
   end
   if owner == ARGV[1] and held_in and held_as and (held_in ~= ARGV[6] or held_as ~= ARGV[7])
       and redis.call('HEXISTS', held_in, held_as) == 1 then

@@ -24,7 +24,7 @@ from cancelq.replies import as_text
 from cancelq.worker.delivery import current_tag
 from cancelq.worker.scripted_pipeline import queue_script
 
-Verdict = Literal["own", "duplicate", "finished", "held", "taken"]
+Verdict = Literal["own", "duplicate", "finished", "held", "taken", "stale"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,16 @@ class ClaimStore:
         dedup_ttl_s: int,
         outcome_ttl_s: int,
         pod_id: str = "",
+        own_beat_within_s: float = 0.0,
     ) -> None:
         """``pod_id``: the worker process claiming, whose unacked hash fences its claims
-        (``claim.lua``: "taken", "held"); "" for callers outside a worker."""
+        (``claim.lua``: "taken", "held"); "" for callers outside a worker.
+        ``own_beat_within_s``: with ``pod_id``, a claim needs the pod's last heartbeat to be at
+        most this old ("stale" otherwise; 0: not checked), see :func:`own_beat_window_s`."""
         self._keys = keys
+        self._pod_id = pod_id
         self._held_in = keys.pod_unacked(pod_id) if pod_id else ""
+        self._own_beat_within_ms = int(own_beat_within_s * 1000) if pod_id else 0
         self._lease_ms = int(lease_s * 1000)
         self._dedup_ttl_ms = dedup_ttl_s * 1000
         self._outcome_ttl_ms = outcome_ttl_s * 1000
@@ -71,10 +76,20 @@ class ClaimStore:
         return self._lease_ms
 
     def claim(
-        self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool
+        self,
+        account: str,
+        identity: str,
+        request_id: str,
+        now_ms: int,
+        *,
+        attempt: bool,
+        own_beat: bool = True,
     ) -> Claim:
-        """Claim (or renew) the identity; ``attempt`` counts an exchange attempt starting now."""
-        keys, args = self.claim_call(account, identity, request_id, now_ms, attempt=attempt)
+        """Claim (or renew) the identity; ``attempt`` counts an exchange attempt starting now;
+        ``own_beat=False`` claims without the check of this pod's own heartbeat."""
+        keys, args = self.claim_call(
+            account, identity, request_id, now_ms, attempt=attempt, own_beat=own_beat
+        )
         try:
             raw = self._claim(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -85,12 +100,24 @@ class ClaimStore:
         """Queue one claim on ``pipe`` (run it with ``run_pipeline`` and :attr:`scripts`;
         :func:`parse_claim` reads its reply)."""
         keys, args = self.claim_call(
-            entry.account, entry.identity, entry.request_id, entry.now_ms, attempt=entry.attempt
+            entry.account,
+            entry.identity,
+            entry.request_id,
+            entry.now_ms,
+            attempt=entry.attempt,
+            own_beat=entry.own_beat,
         )
         queue_script(pipe, self._claim, keys, args)
 
     def claim_call(
-        self, account: str, identity: str, request_id: str, now_ms: int, *, attempt: bool
+        self,
+        account: str,
+        identity: str,
+        request_id: str,
+        now_ms: int,
+        *,
+        attempt: bool,
+        own_beat: bool = True,
     ) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of ``claim.lua`` (also composed into the intake script)."""
         category = identity.split(":", 1)[0]
@@ -107,6 +134,9 @@ class ClaimStore:
             int(attempt),
             self._held_in,
             current_tag() if self._held_in else "",
+            self._keys.pods(),
+            self._pod_id,
+            self._own_beat_within_ms if own_beat else 0,
         ]
         return keys, args
 
@@ -162,6 +192,15 @@ class ClaimEntry:
     request_id: str
     now_ms: int
     attempt: bool
+    own_beat: bool = True
+
+
+def own_beat_window_s(pod_ttl_s: float, pod_beat_s: float) -> float:
+    """How old a pod's own last heartbeat may be for it to claim: half the pod TTL (at least
+    two beats, at most the TTL). The rest of the TTL is what a send may take before the others
+    can take the pod for dead and send a copy (a pod frozen or cut off since its last beat);
+    with the defaults (2 s, 0.5 s) a claim needs a beat of the last second."""
+    return min(max(pod_ttl_s / 2, 2 * pod_beat_s), pod_ttl_s)
 
 
 def parse_claim(raw: Sequence[Any]) -> Claim:

@@ -22,7 +22,7 @@ from cancelq.errors import StoreError
 from cancelq.worker.claims import Claim, parse_claim
 from cancelq.worker.ratelimit.lanes import Admission, parse_admission
 
-CLAIM_KEYS, CLAIM_ARGS = 3, 7
+CLAIM_KEYS, CLAIM_ARGS = 3, 10
 ADMIT_KEYS, ADMIT_ARGS = 8, 13
 
 _GLUE = f"""

@@ -30,7 +30,9 @@ from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
 from cancelq.worker.field_notes import FieldNotes
+from cancelq.worker.intake import IntakeResult
 from cancelq.worker.killswitch import KillSwitch, covered_by, kill_covering
+from cancelq.worker.own_beat import OwnBeatWait, wait_for_takeover_s
 from cancelq.worker.ratelimit.lanes import Admission, Budget, lane_name
 from cancelq.worker.records import Recorder
 from cancelq.worker.retcodes import Action, classify
@@ -66,6 +68,8 @@ class CancelPipeline:
         self.submitter = Submitter(runtime.client, runtime.clock)
         self.field_notes = FieldNotes(runtime.metrics)
         self._limits_seen: dict[tuple[str, str], int] = {}
+        settings = runtime.settings
+        self._own_beat = OwnBeatWait(wait_for_takeover_s(settings.pod_ttl_s, settings.pod_beat_s))
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -92,12 +96,20 @@ class CancelPipeline:
                 self._advance(ticket, 0.0, coalesce=coalesce)
             return
         provisional = Ticket(request, request_id, account, 0, taken_ms)
-        result = self.rt.intake.run(
-            self.rt.claims.claim_call(
-                request.account, request.identity, request_id, taken_ms, attempt=False
-            ),
-            self.lanes.admit_call(**self._admit_args(provisional, 0.0, coalesce)),
-        )
+        admit_call = self.lanes.admit_call(**self._admit_args(provisional, 0.0, coalesce))
+
+        def intake(_: Sequence[int], check: bool) -> list[IntakeResult]:
+            claim_call = self.rt.claims.claim_call(
+                request.account,
+                request.identity,
+                request_id,
+                taken_ms,
+                attempt=False,
+                own_beat=check,
+            )
+            return [self.rt.intake.run(claim_call, admit_call)]
+
+        [result] = self._own_beat.settle(1, intake, lambda r: r.claim.verdict == "stale")
         ticket = self._ticket(request, request_id, account, result.claim)
         if ticket is None:
             return
@@ -155,10 +167,21 @@ class CancelPipeline:
         self, request: CancelRequest, request_id: str, account: AccountRuntime, *, attempt: bool
     ) -> Ticket | None:
         """Dedup: the ticket when this request owns the cancel, else None (already answered)."""
-        claim = self.rt.claims.claim(
-            request.account, request.identity, request_id, now_ms(), attempt=attempt
-        )
-        return self._ticket(request, request_id, account, claim)
+
+        def claim(_: Sequence[int], check: bool) -> list[Claim]:
+            return [
+                self.rt.claims.claim(
+                    request.account,
+                    request.identity,
+                    request_id,
+                    now_ms(),
+                    attempt=attempt,
+                    own_beat=check,
+                )
+            ]
+
+        [claimed] = self._own_beat.settle(1, claim, _stale)
+        return self._ticket(request, request_id, account, claimed)
 
     def _ticket(
         self, request: CancelRequest, request_id: str, account: AccountRuntime, claim: Claim
@@ -196,19 +219,26 @@ class CancelPipeline:
             ClaimEntry(r.account, r.identity, request_id, now_ms(), attempt=True)
             for r, request_id, _ in unparked
         ]
+        halted = False
 
-        def fill(pipe: redis.client.Pipeline) -> None:
-            for entry in entries:
-                self.rt.claims.queue_claim(pipe, entry)
-            pipe.hexists(self.rt.keys.halts(), unparked[0][0].account)  # last: nearest the send
+        def claim(indices: Sequence[int], check: bool) -> list[Claim]:
+            nonlocal halted
 
-        try:
-            *replies, halted = run_pipeline(self.rt.redis, fill, self.rt.claims.scripts)
-        except redis.RedisError as exc:
-            raise StoreError(f"claiming dispatched cancels failed: {exc}") from exc
+            def fill(pipe: redis.client.Pipeline) -> None:
+                for index in indices:
+                    self.rt.claims.queue_claim(pipe, replace(entries[index], own_beat=check))
+                pipe.hexists(self.rt.keys.halts(), unparked[0][0].account)  # nearest the send
+
+            try:
+                *replies, halted = run_pipeline(self.rt.redis, fill, self.rt.claims.scripts)
+            except redis.RedisError as exc:
+                raise StoreError(f"claiming dispatched cancels failed: {exc}") from exc
+            return [parse_claim(raw) for raw in replies]
+
+        claims = self._own_beat.settle(len(entries), claim, _stale)
         tickets = []
-        for (request, request_id, account), raw in zip(unparked, replies, strict=True):
-            ticket = self._ticket(request, request_id, account, parse_claim(raw))
+        for (request, request_id, account), claimed in zip(unparked, claims, strict=True):
+            ticket = self._ticket(request, request_id, account, claimed)
             if ticket is not None:
                 tickets.append(ticket)
         return tickets, bool(halted)
@@ -427,3 +457,8 @@ class CancelPipeline:
         code = reply.code_label if reply is not None else "network"
         counter = self.rt.metrics.exchange_responses
         safely(counter.labels(ticket.alias, ticket.category, endpoint, code).inc)
+
+
+def _stale(claim: Claim) -> bool:
+    """Not claimed: this pod's own heartbeat is stale (``worker/own_beat.py``)."""
+    return claim.verdict == "stale"

@@ -21,7 +21,7 @@ from cancelq.errors import ConfigError
 from cancelq.keys import Keys
 from cancelq.redis_client import connect
 from cancelq.settings import Settings
-from cancelq.worker.claims import ClaimStore
+from cancelq.worker.claims import ClaimStore, own_beat_window_s
 from cancelq.worker.intake import Intake
 from cancelq.worker.metrics import Metrics
 from cancelq.worker.ratelimit.lanes import Lanes
@@ -126,6 +126,7 @@ def build_runtime(
             dedup_ttl_s=settings.dedup_ttl_s,
             outcome_ttl_s=settings.outcome_ttl_s,
             pod_id=pod_id,
+            own_beat_within_s=own_beat_window_s(settings.pod_ttl_s, settings.pod_beat_s),
         ),
         client=BybitClient(
             settings.bybit_base_url,

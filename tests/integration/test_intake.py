@@ -13,6 +13,7 @@ from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import ClaimEntry, ClaimStore, parse_claim
+from cancelq.worker.delivery import running
 from cancelq.worker.intake import Intake
 from cancelq.worker.ratelimit.lanes import COALESCE_BUSY_MS, Budget, Lanes
 from cancelq.worker.scripted_pipeline import run_pipeline
@@ -251,3 +252,19 @@ def test_claim_and_admission_share_one_reading_of_the_clock(
     assert unit is not None
     lease = int(client.hget(KEYS.claim("acct", IDENTITY), "lease") or 0)
     assert lease - 30_000 == int(unit.rsplit("@", 1)[1])
+
+
+def test_a_pod_whose_own_beat_is_stale_spends_no_budget(client: redis.Redis, lanes: Lanes) -> None:
+    """The intake's claim refuses a pod with a stale beat ("stale", worker/own_beat.py) before
+    the admission runs: no unit of the lane is spent, nothing is parked."""
+    stale = ClaimStore(
+        client, KEYS, lease_s=30, dedup_ttl_s=60, outcome_ttl_s=60, pod_id="p1", own_beat_within_s=1
+    )
+    client.hset(KEYS.pod_unacked("p1"), "t1", "m")
+    seconds, micros = client.time()
+    client.zadd(KEYS.pods(), {"p1": int(seconds) * 1000 + micros // 1000 - 5_000})
+    with running("t1"):
+        result = take(client, stale, lanes, "r1")
+    assert result.claim.verdict == "stale"
+    assert result.admission is None
+    assert not client.exists(f"{KEYS.lane('acct:spot')}:log", KEYS.claim("acct", IDENTITY))

@@ -16,7 +16,8 @@ from kombu import Connection, Exchange, Queue
 
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
-from cancelq.worker.claims import ClaimStore
+from cancelq.settings import Settings
+from cancelq.worker.claims import ClaimStore, own_beat_window_s
 from cancelq.worker.delivery import running
 from cancelq.worker.host.app import _own_unacked as own_unacked
 from cancelq.worker.host.kombu_channel import held_delivery_tags
@@ -26,6 +27,7 @@ from cancelq.worker.takeover import ORPHAN_AFTER_S, Takeover, redelivered
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 KEYS = Keys()
+DEFAULTS = Settings.model_construct()  # the shipped pod timings
 QUEUES = ("cancelq", "cancelq.kill")
 CANCELQ_TRANSPORT = "cancelq.worker.host.kombu_channel:Transport"
 QUEUE = Queue("cancelq", Exchange("cancelq", type="direct"), routing_key="cancelq")
@@ -215,6 +217,58 @@ def test_once_the_holder_acknowledged_another_delivery_may_run_it(client: redis.
 def test_claims_outside_a_task_are_not_fenced(client: redis.Redis) -> None:
     store = ClaimStore(client, KEYS, lease_s=60, dedup_ttl_s=60, outcome_ttl_s=60)
     assert store.claim("main", "linear:link-1", "r1", 0, attempt=True).verdict == "own"
+
+
+def fresh_claims_of(client: redis.Redis, pod: str) -> ClaimStore:
+    """A pod's claims with the shipped own-beat window (defaults: 1 s of a 2 s TTL)."""
+    window_s = own_beat_window_s(DEFAULTS.pod_ttl_s, DEFAULTS.pod_beat_s)
+    return ClaimStore(
+        client,
+        KEYS,
+        lease_s=60,
+        dedup_ttl_s=60,
+        outcome_ttl_s=60,
+        pod_id=pod,
+        own_beat_within_s=window_s,
+    )
+
+
+def test_the_shipped_own_beat_window_is_half_the_pod_ttl() -> None:
+    assert own_beat_window_s(DEFAULTS.pod_ttl_s, DEFAULTS.pod_beat_s) == 1.0
+    assert own_beat_window_s(1.0, 0.5) == 1.0, "at least two beats, at most the TTL"
+    assert own_beat_window_s(60.0, 0.5) == 30.0
+
+
+@pytest.mark.parametrize("last_beat", ["old", "never"])
+def test_a_pod_whose_own_beat_is_stale_claims_nothing(client: redis.Redis, last_beat: str) -> None:
+    """Back from a freeze or a cut, before its beat thread has beaten: the claim is refused and
+    changes nothing (no owner, no attempt counted); once it has beaten, the same claim owns."""
+    store = fresh_claims_of(client, "back")
+    hold(client, "back", "t1")
+    if last_beat == "old":
+        seconds, micros = client.time()
+        client.zadd(KEYS.pods(), {"back": int(seconds) * 1000 + micros // 1000 - 1_500})
+    assert claim(store, "t1") == "stale"
+    assert not client.exists(KEYS.claim("main", "linear:link-1"))
+    beat(client, "back")
+    with running("t1"):
+        owned = store.claim("main", "linear:link-1", "r1", 0, attempt=True)
+    assert (owned.verdict, owned.attempts) == ("own", 1)
+
+
+def test_a_claim_without_the_own_beat_check_is_made_while_stale(client: redis.Redis) -> None:
+    """What a pod does once it has waited longer than a takeover takes (worker/own_beat.py)."""
+    store = fresh_claims_of(client, "alone")
+    hold(client, "alone", "t1")
+    with running("t1"):
+        claimed = store.claim("main", "linear:link-1", "r1", 0, attempt=True, own_beat=False)
+    assert claimed.verdict == "own"
+
+
+def test_a_stale_pods_delivery_already_taken_over_is_taken_not_stale(client: redis.Redis) -> None:
+    """Taken is final (nothing to wait for): the check of the record comes first."""
+    store = fresh_claims_of(client, "back")
+    assert claim(store, "t9") == "taken"  # no record of t9 in its hash, no beat either
 
 
 def test_kombus_shared_hash_of_older_workers_is_handed_back_after_the_visibility_timeout(
