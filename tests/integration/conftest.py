@@ -7,9 +7,11 @@ import pytest
 import redis
 
 from cancelq.harness.embedded_redis import RedisServer
-from tests.support import Stack, suite_stack
+from cancelq.keys import Keys
+from tests.support import Stack, suite_stack, wait_until
 
 pytestmark = pytest.mark.integration
+KEYS = Keys()
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,12 @@ def stack_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def stack(stack_session: Stack) -> Stack:
-    """The shared stack, with an empty Redis and a fresh simulator (no orders, no faults)."""
+    """The shared stack, with an empty Redis and a fresh simulator (no orders, no faults).
+    The running worker is registered again (its next beat) before the test: a worker claims
+    only while its own beat is fresh (worker/own_beat.py), which an emptied registry is not."""
     stack_session.redis.flushdb()
+    if any(worker.alive() for worker in stack_session.workers):
+        assert wait_until(lambda: stack_session.redis.zcard(KEYS.pods()) > 0, 10), "no beat"
     stack_session.sim.admin.reset(faults=True)
     stack_session.sim.admin.set_dialect("v5")
     return stack_session
