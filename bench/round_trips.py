@@ -31,7 +31,7 @@ from cancelq.worker.intake import compose
 PIPELINE_GAP_S = 50e-6
 #: Not the cancel's: the pod's own beat and sweep (a cost per second, in the idle figure), the
 #: MONITOR client's own connection and the observer's outbox sweep.
-NOT_THE_CANCELS = ("pod_beat", "HELLO", "rescue")
+NOT_THE_CANCELS = ("HELLO", "rescue")
 #: The pod's observer, every 5 s (queue-depth gauges, halted accounts; ``rescue`` above is its
 #: outbox sweep): plain reads no step of a cancel sends.
 OBSERVER = frozenset({"ZRANGE", "ZCARD", "HKEYS"})
@@ -117,8 +117,8 @@ def round_trips(entries: list[dict[str, Any]], scripts: dict[str, str]) -> Itera
         label = words[0]
         if label in HARNESS or label in OBSERVER or label == "SCRIPT":  # SCRIPT: after a flush
             continue
-        if label == "ZRANGEBYSCORE" and words[1].endswith(POD_REGISTRY_SUFFIX):
-            continue  # the takeover sweep's read of the pod registry
+        if label in ("ZADD", "ZRANGEBYSCORE") and words[1].endswith(POD_REGISTRY_SUFFIX):
+            continue  # the pod's beat and the takeover sweep's read of the pod registry
         if label in ("EVALSHA", "EVAL") and len(words) > 1:
             label = scripts.get(words[1], "script")
         t, client = float(entry["time"]), str(entry.get("client_address", ""))

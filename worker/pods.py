@@ -3,10 +3,11 @@ dead one held (``worker/takeover.py``).
 
 Each consuming worker process (a prefork pool's children share their parent's) has a pod id
 and beats every ``pod_beat_s`` from a thread of its own, beside Celery's event loop: the pod's
-entry in the ``<prefix>:pods`` zset gets the Redis clock (one command a beat, no key of its
-own). A process whose last beat is older than ``pod_ttl_s`` is dead to the others. The thread
-never stops before the process ends: a warm shutdown still runs requests (and kombu hands back
-the rest), so the pod stays alive until it exits and is dead a TTL later.
+entry in the ``<prefix>:pods`` zset gets the Redis clock (one ZADD a beat, no key of its own;
+the clock is read locally between ``TIME`` readings, ``worker/redis_clock.py``). A process
+whose last beat is older than ``pod_ttl_s`` is dead to the others. The thread never stops
+before the process ends: a warm shutdown still runs requests (and kombu hands back the rest),
+so the pod stays alive until it exits and is dead a TTL later.
 
 After Redis was unreachable (a restart, a Sentinel failover: the new master's beats are as old
 as replication left them), a pod judges the others again only once it has beaten without a
@@ -24,7 +25,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import redis
@@ -32,6 +32,7 @@ import redis
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.replies import as_text
+from cancelq.worker.redis_clock import RedisClock
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class PodBeat:
         self.pod_id = pod_id
         self._keys = keys
         self._every_s = every_s
-        script = resources.files("cancelq.worker").joinpath("pod_beat.lua").read_text("utf-8")
-        self._beat = client.register_script(script)
+        self._redis = client
+        self._clock = RedisClock(client)
         self._after_beat = after_beat
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -78,8 +79,15 @@ class PodBeat:
     def beat(self) -> int | None:
         """One beat; the Redis clock in ms, or None (logged) when Redis cannot be reached."""
         try:
-            now_ms = self._beat(keys=[self._keys.pods()], args=[self.pod_id])
+            now_ms = self._clock.now_ms()
+            # GT: a beat held up in a partition and delivered after a later one (on a connection
+            # the client already dropped) must not set the pod back (the fault tier's cut test
+            # saw it: the healthy pod took over what the cut-off pod had taken since the heal).
+            # A step back of the Redis clock then leaves scores ahead: pods look alive longer,
+            # never dead sooner.
+            self._redis.zadd(self._keys.pods(), {self.pod_id: now_ms}, gt=True)
         except redis.RedisError as exc:
+            self._clock.forget()  # a failover's new master: its own clock
             error = StoreError("pod heartbeat not written")
             error.__cause__ = exc
             self._on_store_error(error)

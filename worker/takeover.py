@@ -112,7 +112,7 @@ class Takeover:
         self._restore = client.register_script(script)
 
     def sweep(self, now_ms: int | None = None) -> TakeoverSweep:
-        """One sweep at ``now_ms`` on the Redis clock (the pod beat's reply; read here when
+        """One sweep at ``now_ms`` on the Redis clock (the pod beat's reading; read here when
         None)."""
         try:
             if now_ms is None:

@@ -52,7 +52,8 @@ def test_pipelines_transactions_scripts_and_blocking_reads_are_told_apart() -> N
 def test_the_pods_own_beat_and_an_idle_dispatch_are_not_the_cancels() -> None:
     names = {name: sha for sha, name in script_names().items()}
     entries = [
-        entry(0, f"EVALSHA {names['pod_beat']} 2 cancelq:pod:p cancelq:pods p 2000"),
+        entry(0, "ZADD cancelq:pods 1796328055853 p"),
+        entry(500, "ZRANGEBYSCORE cancelq:pods (1796328048853 (1796328053853 WITHSCORES"),
         entry(1000, f"EVALSHA {names['dispatch']} 3 cancelq:lanes:ready"),
         entry(2000, f"EVALSHA {names['intake']} 11 k"),
     ]
