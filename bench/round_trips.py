@@ -36,6 +36,9 @@ NOT_THE_CANCELS = ("HELLO", "rescue")
 #: outbox sweep): plain reads no step of a cancel sends.
 OBSERVER = frozenset({"ZRANGE", "ZCARD", "HKEYS"})
 POD_REGISTRY_SUFFIX = ":pods"
+#: Sent alone by a worker only to read the Redis clock for its beat (``worker/redis_clock.py``):
+#: no step of a cancel sends a bare TIME (the scripts read it inside, as inner calls).
+BEAT_CLOCK = frozenset({"TIME"})
 #: A blocking read is a round trip of its own (kombu sends it alone and waits).
 BLOCKING = frozenset({"BRPOP", "BLPOP"})
 HARNESS = frozenset({"LLEN", "HLEN", "ZREVRANGE", "ZRANDMEMBER", "MGET", "PING", "INFO"})
@@ -101,6 +104,16 @@ class Monitor:
             self._thread.join(5)
 
 
+def not_a_cancels(words: list[str]) -> bool:
+    """Is this command (MONITOR's words) one no step of a cancel sends?"""
+    label = words[0]
+    if label in HARNESS or label in OBSERVER or label == "SCRIPT":  # SCRIPT: after a flush
+        return True
+    if label in ("ZADD", "ZRANGEBYSCORE") and words[1].endswith(POD_REGISTRY_SUFFIX):
+        return True  # the pod's beat and the takeover sweep's read of the pod registry
+    return label in BEAT_CLOCK  # the beat's Redis clock reading (worker/redis_clock.py)
+
+
 def round_trips(entries: list[dict[str, Any]], scripts: dict[str, str]) -> Iterator[RoundTrip]:
     """Group ``entries`` (MONITOR, in order) into round trips, scripts named, inner calls
     counted on the round trip of the script that made them. A MULTI ... EXEC is one round trip
@@ -115,10 +128,8 @@ def round_trips(entries: list[dict[str, Any]], scripts: dict[str, str]) -> Itera
             continue
         words = str(entry["command"]).split(" ")
         label = words[0]
-        if label in HARNESS or label in OBSERVER or label == "SCRIPT":  # SCRIPT: after a flush
+        if not_a_cancels(words):
             continue
-        if label in ("ZADD", "ZRANGEBYSCORE") and words[1].endswith(POD_REGISTRY_SUFFIX):
-            continue  # the pod's beat and the takeover sweep's read of the pod registry
         if label in ("EVALSHA", "EVAL") and len(words) > 1:
             label = scripts.get(words[1], "script")
         t, client = float(entry["time"]), str(entry.get("client_address", ""))

@@ -54,6 +54,7 @@ def test_the_pods_own_beat_and_an_idle_dispatch_are_not_the_cancels() -> None:
     entries = [
         entry(0, "ZADD cancelq:pods 1796328055853 p"),
         entry(500, "ZRANGEBYSCORE cancelq:pods (1796328048853 (1796328053853 WITHSCORES"),
+        entry(700, "TIME"),
         entry(1000, f"EVALSHA {names['dispatch']} 3 cancelq:lanes:ready"),
         entry(2000, f"EVALSHA {names['intake']} 11 k"),
     ]
