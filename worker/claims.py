@@ -75,21 +75,10 @@ class ClaimStore:
     def lease_ms(self) -> int:
         return self._lease_ms
 
-    def claim(
-        self,
-        account: str,
-        identity: str,
-        request_id: str,
-        now_ms: int,
-        *,
-        attempt: bool,
-        own_beat: bool = True,
-    ) -> Claim:
-        """Claim (or renew) the identity; ``attempt`` counts an exchange attempt starting now;
-        ``own_beat=False`` claims without the check of this pod's own heartbeat."""
-        keys, args = self.claim_call(
-            account, identity, request_id, now_ms, attempt=attempt, own_beat=own_beat
-        )
+    def claim(self, entry: ClaimEntry) -> Claim:
+        """Claim (or renew) the identity of ``entry`` (``entry.attempt``: an exchange attempt
+        starts now; ``entry.own_beat=False``: without the check of this pod's own heartbeat)."""
+        keys, args = self.claim_call(entry)
         try:
             raw = self._claim(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -99,27 +88,12 @@ class ClaimStore:
     def queue_claim(self, pipe: redis.client.Pipeline, entry: ClaimEntry) -> None:
         """Queue one claim on ``pipe`` (run it with ``run_pipeline`` and :attr:`scripts`;
         :func:`parse_claim` reads its reply)."""
-        keys, args = self.claim_call(
-            entry.account,
-            entry.identity,
-            entry.request_id,
-            entry.now_ms,
-            attempt=entry.attempt,
-            own_beat=entry.own_beat,
-        )
+        keys, args = self.claim_call(entry)
         queue_script(pipe, self._claim, keys, args)
 
-    def claim_call(
-        self,
-        account: str,
-        identity: str,
-        request_id: str,
-        now_ms: int,
-        *,
-        attempt: bool,
-        own_beat: bool = True,
-    ) -> tuple[list[str], list[str | int]]:
+    def claim_call(self, entry: ClaimEntry) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of ``claim.lua`` (also composed into the intake script)."""
+        account, identity, request_id = entry.account, entry.identity, entry.request_id
         category = identity.split(":", 1)[0]
         keys = [
             self._keys.claim(account, identity),
@@ -130,13 +104,13 @@ class ClaimStore:
             request_id,
             self._lease_ms,
             self._dedup_ttl_ms,
-            now_ms,
-            int(attempt),
+            entry.now_ms,
+            int(entry.attempt),
             self._held_in,
             current_tag() if self._held_in else "",
             self._keys.pods(),
             self._pod_id,
-            self._own_beat_within_ms if own_beat else 0,
+            self._own_beat_within_ms if entry.own_beat else 0,
         ]
         return keys, args
 

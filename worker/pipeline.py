@@ -100,12 +100,9 @@ class CancelPipeline:
 
         def intake(_: Sequence[int], check: bool) -> list[IntakeResult]:
             claim_call = self.rt.claims.claim_call(
-                request.account,
-                request.identity,
-                request_id,
-                taken_ms,
-                attempt=False,
-                own_beat=check,
+                ClaimEntry(
+                    request.account, request.identity, request_id, taken_ms, False, own_beat=check
+                )
             )
             return [self.rt.intake.run(claim_call, admit_call)]
 
@@ -169,16 +166,10 @@ class CancelPipeline:
         """Dedup: the ticket when this request owns the cancel, else None (already answered)."""
 
         def claim(_: Sequence[int], check: bool) -> list[Claim]:
-            return [
-                self.rt.claims.claim(
-                    request.account,
-                    request.identity,
-                    request_id,
-                    now_ms(),
-                    attempt=attempt,
-                    own_beat=check,
-                )
-            ]
+            entry = ClaimEntry(
+                request.account, request.identity, request_id, now_ms(), attempt, own_beat=check
+            )
+            return [self.rt.claims.claim(entry)]
 
         [claimed] = self._own_beat.settle(1, claim, _stale)
         return self._ticket(request, request_id, account, claimed)

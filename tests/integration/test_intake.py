@@ -53,7 +53,9 @@ def take(  # type: ignore[no-untyped-def]
     client: redis.Redis, claims: ClaimStore, lanes: Lanes, rid: str, *, coalesce: bool = False
 ):
     return Intake(client).run(
-        claims.claim_call("acct", IDENTITY, rid, int(time.time() * 1000), attempt=False),
+        claims.claim_call(
+            ClaimEntry("acct", IDENTITY, rid, int(time.time() * 1000), attempt=False)
+        ),
         lanes.admit_call(
             account="acct",
             category="spot",

@@ -17,7 +17,7 @@ from kombu import Connection, Exchange, Queue
 from cancelq.harness.embedded_redis import RedisServer
 from cancelq.keys import Keys
 from cancelq.settings import Settings
-from cancelq.worker.claims import ClaimStore, own_beat_window_s
+from cancelq.worker.claims import ClaimEntry, ClaimStore, own_beat_window_s
 from cancelq.worker.delivery import running
 from cancelq.worker.host.app import _own_unacked as own_unacked
 from cancelq.worker.host.kombu_channel import held_delivery_tags
@@ -177,7 +177,7 @@ def claims_of(client: redis.Redis, pod: str) -> ClaimStore:
 
 def claim(store: ClaimStore, tag: str, request_id: str = "r1") -> str:
     with running(tag):
-        return store.claim("main", "linear:link-1", request_id, 0, attempt=True).verdict
+        return store.claim(ClaimEntry("main", "linear:link-1", request_id, 0, attempt=True)).verdict
 
 
 def test_a_delivery_taken_over_while_its_process_was_frozen_is_fenced(
@@ -216,7 +216,7 @@ def test_once_the_holder_acknowledged_another_delivery_may_run_it(client: redis.
 
 def test_claims_outside_a_task_are_not_fenced(client: redis.Redis) -> None:
     store = ClaimStore(client, KEYS, lease_s=60, dedup_ttl_s=60, outcome_ttl_s=60)
-    assert store.claim("main", "linear:link-1", "r1", 0, attempt=True).verdict == "own"
+    assert store.claim(ClaimEntry("main", "linear:link-1", "r1", 0, attempt=True)).verdict == "own"
 
 
 def fresh_claims_of(client: redis.Redis, pod: str) -> ClaimStore:
@@ -252,7 +252,7 @@ def test_a_pod_whose_own_beat_is_stale_claims_nothing(client: redis.Redis, last_
     assert not client.exists(KEYS.claim("main", "linear:link-1"))
     beat(client, "back")
     with running("t1"):
-        owned = store.claim("main", "linear:link-1", "r1", 0, attempt=True)
+        owned = store.claim(ClaimEntry("main", "linear:link-1", "r1", 0, attempt=True))
     assert (owned.verdict, owned.attempts) == ("own", 1)
 
 
@@ -261,7 +261,9 @@ def test_a_claim_without_the_own_beat_check_is_made_while_stale(client: redis.Re
     store = fresh_claims_of(client, "alone")
     hold(client, "alone", "t1")
     with running("t1"):
-        claimed = store.claim("main", "linear:link-1", "r1", 0, attempt=True, own_beat=False)
+        claimed = store.claim(
+            ClaimEntry("main", "linear:link-1", "r1", 0, attempt=True, own_beat=False)
+        )
     assert claimed.verdict == "own"
 
 
