@@ -22,7 +22,7 @@ import redis
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
-from cancelq.replies import as_text
+from cancelq.replies import as_text, time_ms
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ class Halt:
 
 
 def _now_ms(client: redis.Redis) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+    return time_ms(client.time())
 
 
 def halt(client: redis.Redis, keys: Keys, account: str, *, by: str, reason: str) -> Halt:

@@ -31,7 +31,7 @@ import redis
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
-from cancelq.replies import as_text
+from cancelq.replies import as_text, time_ms
 from cancelq.worker.redis_clock import RedisClock
 
 log = logging.getLogger(__name__)
@@ -128,11 +128,8 @@ def beaten_within(client: redis.Redis, keys: Keys, pod_id: str, ttl_s: float) ->
     with client.pipeline(transaction=False) as pipe:
         pipe.zscore(keys.pods(), pod_id)
         pipe.time()
-        score, (seconds, micros) = pipe.execute()
-    return (
-        score is not None
-        and float(score) > int(seconds) * 1000 + int(micros) // 1000 - ttl_s * 1000
-    )
+        score, clock = pipe.execute()
+    return score is not None and float(score) > time_ms(clock) - ttl_s * 1000
 
 
 def unacked_total(client: redis.Redis, keys: Keys) -> int:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import redis
 
+from cancelq.replies import time_us
+
 #: How long one offset is trusted. Two clocks drift apart by parts per million, microseconds in
 #: this time; the resync catches a step of the server's clock (NTP) within it.
 RESYNC_S = 10.0
@@ -73,10 +75,10 @@ class RedisClock:
         best: tuple[float, float, float] | None = None  # round trip, sent, server ms
         for _ in range(READINGS):
             sent = self._monotonic()
-            seconds, micros = self._redis.time()
+            clock = self._redis.time()
             rtt = self._monotonic() - sent
             if best is None or rtt < best[0]:
-                best = (rtt, sent, int(seconds) * 1000 + int(micros) / 1000)
+                best = (rtt, sent, time_us(clock) / 1000)
             if rtt <= MAX_TRUSTED_RTT_S:
                 break
         assert best is not None

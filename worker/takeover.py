@@ -42,7 +42,7 @@ import redis
 
 from cancelq.errors import StoreError
 from cancelq.keys import Keys
-from cancelq.replies import as_text
+from cancelq.replies import as_text, time_ms
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Takeover:
         None)."""
         try:
             if now_ms is None:
-                now_ms = _redis_ms(self._redis.time())
+                now_ms = time_ms(self._redis.time())
             return self._sweep(now_ms)
         except redis.RedisError as exc:
             raise StoreError(f"takeover sweep failed: {exc}") from exc
@@ -232,8 +232,3 @@ class Takeover:
             pipe.zrem(self._keys.pods(), pod)
             pipe.delete(self._keys.pod_unacked_index(pod), self._keys.pod_unacked_mutex(pod))
             pipe.execute()
-
-
-def _redis_ms(clock: tuple[int, int]) -> int:
-    seconds, micros = clock
-    return int(seconds) * 1000 + int(micros) // 1000

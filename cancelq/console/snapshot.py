@@ -22,7 +22,7 @@ from cancelq.console.inflight import count_in_flight
 from cancelq.errors import StoreError
 from cancelq.halts import Halt, parse_halts
 from cancelq.keys import Keys
-from cancelq.replies import as_text
+from cancelq.replies import as_text, time_ms
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, minute_keys, sum_buckets
 
 #: Exact read-only commands the snapshot issues (the README's ACL line lists the same).
@@ -139,10 +139,10 @@ def _read(client: redis.Redis, keys: Keys) -> Snapshot:
         pipe.xlen(keys.dead_letters())
         pipe.zrange(keys.pods(), 0, -1, withscores=True)
         first = pipe.execute()
-    (seconds, micros), ready, raw_halts = first[0], first[1], first[2]
+    clock, ready, raw_halts = first[0], first[1], first[2]
     signals = sum_buckets(first[3 : 3 + len(buckets)])
     depth, outbox, oldest, dead, pods = first[3 + len(buckets) :]
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    now_ms = time_ms(clock)
     halts = parse_halts(raw_halts)
     names = sorted({as_text(n) for n in ready} | set(signals))
     pod_ids = [as_text(p) for p, _ in pods]
