@@ -9,7 +9,7 @@ over, so a crash never blocks a cancel. See ``claim.lua`` and ``finish.lua``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -165,6 +165,7 @@ class ClaimEntry:
     identity: str
     request_id: str
     now_ms: int
+    _: KW_ONLY
     attempt: bool
     own_beat: bool = True
 

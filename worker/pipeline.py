@@ -101,7 +101,12 @@ class CancelPipeline:
         def intake(_: Sequence[int], check: bool) -> list[IntakeResult]:
             claim_call = self.rt.claims.claim_call(
                 ClaimEntry(
-                    request.account, request.identity, request_id, taken_ms, False, own_beat=check
+                    request.account,
+                    request.identity,
+                    request_id,
+                    taken_ms,
+                    attempt=False,
+                    own_beat=check,
                 )
             )
             return [self.rt.intake.run(claim_call, admit_call)]
@@ -167,7 +172,12 @@ class CancelPipeline:
 
         def claim(_: Sequence[int], check: bool) -> list[Claim]:
             entry = ClaimEntry(
-                request.account, request.identity, request_id, now_ms(), attempt, own_beat=check
+                request.account,
+                request.identity,
+                request_id,
+                now_ms(),
+                attempt=attempt,
+                own_beat=check,
             )
             return [self.rt.claims.claim(entry)]
 
