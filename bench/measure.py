@@ -91,6 +91,13 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in raw.items()}
 
 
+def command_usec(client: redis.Redis) -> dict[str, int]:
+    """Microseconds Redis spent executing each command so far (``INFO commandstats`` usec: a
+    script's time includes its inner calls, which are also counted under their own names)."""
+    raw = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in raw.items()}
+
+
 def command_delta(
     before: Mapping[str, int],
     after: Mapping[str, int],

@@ -2,9 +2,10 @@
 burst across 10 keys, one worker pod, the idle cost of the same time subtracted), the
 single-Redis ceiling it implies, Redis commands per cancel (``INFO commandstats``, Lua's inner
 calls included, named by command), Redis round trips per cancel (``INFO stats``
-``total_reads_processed``: a pipeline arrives in one read), what an idle worker pod costs, and
-one cancel's round trips named one by one on the fast and on the parked path (``MONITOR``,
-:mod:`bench.round_trips`).
+``total_reads_processed``: a pipeline arrives in one read), how often Redis was woken per
+cancel (its voluntary context switches) and how long it spent inside commands, what an idle
+worker pod costs, and one cancel's round trips named one by one on the fast and on the parked
+path (``MONITOR``, :mod:`bench.round_trips`).
 
 The harness's own polling (LLEN, HLEN, ZREVRANGE every 50 ms while it waits for the drain)
 and its enqueue (LPUSH) are in the CPU figure, a small overstatement; they are left out of
@@ -15,12 +16,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
 from bench import load
 from bench.context import THREADS_POOL, Context
-from bench.measure import READING_COMMANDS, Figure, Spread, command_delta, commandstats
+from bench.measure import (
+    READING_COMMANDS,
+    Figure,
+    Spread,
+    command_delta,
+    command_usec,
+    commandstats,
+)
 from bench.round_trips import Monitor, cancel_round_trips, describe
 from bench.stack import Stack
 from cancelq.harness.accounts import AccountSpec
@@ -40,6 +50,21 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def wakeups(client: redis.Redis) -> int | None:
+    """How often the Redis server has gone to sleep and been woken (its voluntary context
+    switches, from /proc: the server runs on this machine), or None where /proc cannot say."""
+    pid = client.info("server")["process_id"]
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name == "voluntary_ctxt_switches":
+            return int(value)
+    return None
+
+
 def reads(client: redis.Redis) -> int:
     return int(client.info("stats")["total_reads_processed"])
 
@@ -57,31 +82,49 @@ def idle_rates(ctx: Context) -> tuple[float, float, Counter[str]]:
     return sum(calls.values()) / elapsed, (cpu1 - cpu0) * 1e6 / elapsed, by_name
 
 
-def burst_cost(ctx: Context, idle_cpu_us_s: float) -> tuple[float, Counter[str], float]:
-    """(Redis CPU µs per cancel with the idle cost subtracted, commands per cancel by name,
-    round trips per cancel)."""
+@dataclass(frozen=True)
+class BurstCost:
+    """One burst's cost to Redis, per cancel."""
+
+    cpu_us: float  # Redis CPU, the idle cost subtracted
+    commands: Counter[str]  # calls by command, Lua's inner calls included
+    command_us: Counter[str]  # wall time inside each command (a script's: its inner calls too)
+    round_trips: float
+    wakeups: float | None  # the Redis server woken from its event loop's sleep
+
+
+def burst_cost(ctx: Context, idle_cpu_us_s: float) -> BurstCost:
+    """What a burst of cancels across :data:`KEYS_USED` keys costs Redis, per cancel."""
     stack, client = ctx.stack, ctx.stack.redis
     n = ctx.sizes.throughput_n * 5
     plan = [ctx.keys.many[i % KEYS_USED] for i in range(n)]
     links = load.place_orders_for(stack, plan)
-    calls0, cpu0, reads0, t0 = (
+    calls0, usec0, cpu0, reads0, woken0, t0 = (
         commandstats(client),
+        command_usec(client),
         redis_cpu_s(client),
         reads(client),
+        wakeups(client),
         time.monotonic(),
     )
     load.burst(stack, list(zip(plan, links, strict=True)))
     _, harness_trips = load.wait_drained(stack, 600, poll_s=DRAIN_POLL_S)
-    calls1, cpu1, reads1, t1 = (
+    calls1, usec1, cpu1, reads1, woken1, t1 = (
         commandstats(client),
+        command_usec(client),
         redis_cpu_s(client),
         reads(client),
+        wakeups(client),
         time.monotonic(),
     )
     busy_us = (cpu1 - cpu0) * 1e6 - idle_cpu_us_s * (t1 - t0)
-    per_command = Counter({k: v / n for k, v in command_delta(calls0, calls1).items()})
-    trips = (reads1 - reads0 - harness_trips) / n
-    return busy_us / n, per_command, trips
+    return BurstCost(
+        cpu_us=busy_us / n,
+        commands=Counter({k: v / n for k, v in command_delta(calls0, calls1).items()}),
+        command_us=Counter({k: v / n for k, v in command_delta(usec0, usec1).items()}),
+        round_trips=(reads1 - reads0 - harness_trips) / n,
+        wakeups=None if woken0 is None or woken1 is None else (woken1 - woken0) / n,
+    )
 
 
 def trace_one(stack: Stack, key: AccountSpec, *, parked: bool) -> str:
@@ -115,6 +158,8 @@ def run(ctx: Context) -> None:
     idle_cmds: list[float] = []
     fleet_cmds: list[float] = []
     by_name: Counter[str] = Counter()
+    us_by_name: Counter[str] = Counter()
+    woken: list[float] = []
     idle_by_name: Counter[str] = Counter()
     for rep in range(ctx.sizes.repeats):
         ctx.say(f"redis cost: rep {rep + 1}")
@@ -124,7 +169,7 @@ def run(ctx: Context) -> None:
             time.sleep(1.0)  # the first beats and sweeps of a new pod
             idle_calls_s, idle_cpu_us_s, idle_named = idle_rates(ctx)
             idle_by_name.update(idle_named)
-            per_cancel_us, per_command, per_cancel_trips = burst_cost(ctx, idle_cpu_us_s)
+            cost = burst_cost(ctx, idle_cpu_us_s)
             if rep == 0:
                 ctx.say("redis cost: one cancel traced, fast and parked path")
                 fast = trace_one(ctx.stack, ctx.keys.free, parked=False)
@@ -134,11 +179,14 @@ def run(ctx: Context) -> None:
             time.sleep(FLEET_SETTLE_S)
             fleet_calls_s, _, _ = idle_rates(ctx)
         fleet_cmds.append(fleet_calls_s / FLEET_PODS)
-        cpu.append(per_cancel_us)
-        cmds.append(sum(per_command.values()))
-        trips.append(per_cancel_trips)
+        cpu.append(cost.cpu_us)
+        cmds.append(sum(cost.commands.values()))
+        trips.append(cost.round_trips)
         idle_cmds.append(idle_calls_s)
-        by_name.update(per_command)
+        by_name.update(cost.commands)
+        us_by_name.update(cost.command_us)
+        if cost.wakeups is not None:
+            woken.append(cost.wakeups)
     _report(
         ctx,
         cpu=cpu,
@@ -147,6 +195,8 @@ def run(ctx: Context) -> None:
         idle_cmds=idle_cmds,
         fleet_cmds=fleet_cmds,
         by_name=by_name,
+        us_by_name=us_by_name,
+        woken=woken,
         idle_by_name=idle_by_name,
         fast=fast,
         parked=parked,
@@ -162,6 +212,8 @@ def _report(
     idle_cmds: list[float],
     fleet_cmds: list[float],
     by_name: Counter[str],
+    us_by_name: Counter[str],
+    woken: list[float],
     idle_by_name: Counter[str],
     fast: str,
     parked: str,
@@ -180,7 +232,7 @@ def _report(
             cpu_spread,
             "µs",
             note=f"one Redis core saturates near {ceiling:,.0f} cancels/s; {n} cancels a run, "
-            "idle cost subtracted",
+            "idle cost subtracted; " + _inside_commands(us_by_name, repeats),
             fmt="{:.0f}",
         )
     )
@@ -203,6 +255,17 @@ def _report(
             "one read per 1,000",
         )
     )
+    if woken:
+        ctx.results.add(
+            Figure(
+                "redis",
+                "Redis wakeups per cancel (the server's voluntary context switches)",
+                Spread.of_repeats(woken),
+                "wakeups",
+                note="each is an event-loop sleep ended by a client's read: what a round trip "
+                "costs Redis beyond its commands; the drain's polling included",
+            )
+        )
     ctx.results.add(
         Figure(
             "redis",
@@ -229,3 +292,19 @@ def _report(
     )
     ctx.results.notes.append(f"one cancel on the fast path (an idle lane): {fast}")
     ctx.results.notes.append(f"one cancel on the parked path (its lane's budget spent): {parked}")
+
+
+#: The commands that run a script: their time includes the script's inner calls.
+SCRIPT_COMMANDS = frozenset({"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"})
+
+
+def _inside_commands(us_by_name: Counter[str], repeats: int) -> str:
+    """The wall time Redis spent inside commands per cancel, scripts apart: an upper bound on
+    their CPU (a server preempted mid-command counts the wait), and a command a script calls
+    is counted under its own name too."""
+    scripts = sum(us_by_name[name] for name in SCRIPT_COMMANDS) / repeats
+    others = sum(v for k, v in us_by_name.items() if k not in SCRIPT_COMMANDS) / repeats
+    return (
+        f"inside commands (commandstats usec, wall clock): scripts {scripts:.0f} µs, "
+        f"the others at most {others:.0f} µs"
+    )
