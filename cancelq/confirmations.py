@@ -89,7 +89,7 @@ class Expectation:
     ttl_s: int
 
     def script_keys(self, keys: Keys, request_id: str) -> list[str]:
-        """KEYS[5..7] of ``finish.lua``: the confirmation, the watch set, the pending set."""
+        """KEYS[7..9] of ``finish.lua``: the confirmation, the watch set, the pending set."""
         return [
             keys.confirmation(request_id),
             keys.confirm_watch(self.account, self.order_id),
@@ -97,7 +97,7 @@ class Expectation:
         ]
 
     def script_args(self) -> list[str | int]:
-        """ARGV[6..7] of ``finish.lua``."""
+        """ARGV[7..8] of ``finish.lua``."""
         return [self.deadline_ms, self.ttl_s]
 
 

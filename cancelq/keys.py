@@ -130,6 +130,12 @@ class Keys:
         routing key]): what that process holds, taken over when it dies."""
         return f"{self.prefix}:unacked:{pod_id}"
 
+    def no_record(self) -> str:
+        """A name no unacked hash has (a process's is ``<prefix>:unacked:<pod id>``): what
+        finish.lua is given when no delivery ends with the outcome (inside the prefix, as
+        :meth:`no_claim`)."""
+        return f"{self.prefix}:unacked:"
+
     def pod_unacked_index(self, pod_id: str) -> str:
         """Kombu's unacked index of one worker process (delivery tag -> Unix time taken)."""
         return f"{self.prefix}:unacked_index:{pod_id}"

@@ -59,6 +59,7 @@ class ClaimStore:
         self._keys = keys
         self._pod_id = pod_id
         self._held_in = keys.pod_unacked(pod_id) if pod_id else ""
+        self._held_index = keys.pod_unacked_index(pod_id) if pod_id else ""
         self._own_beat_within_ms = int(own_beat_within_s * 1000) if pod_id else 0
         self._lease_ms = int(lease_s * 1000)
         self._dedup_ttl_ms = dedup_ttl_s * 1000
@@ -123,9 +124,13 @@ class ClaimStore:
         keep: bool,
         client: redis.client.Pipeline | None = None,
         expectation: Expectation | None = None,
+        ends_delivery: str = "",
     ) -> bool:
         """Record ``outcome`` (first one wins) and keep or release the identity's claim; with
-        ``expectation``, register it in the same step (only when the outcome is new).
+        ``expectation``, register it in the same step (only when the outcome is new); with
+        ``ends_delivery`` (a delivery tag of this process), delete that delivery's unacked
+        record in the same step (``worker/delivery.py``: the caller marks it deleted once the
+        script has run).
 
         With ``client`` (a pipeline) the script is only queued by SHA (run the pipeline with
         :func:`worker.scripted_pipeline.run_pipeline` and :attr:`scripts`); returns False then.
@@ -147,6 +152,12 @@ class ClaimStore:
             int(keep),
             self._dedup_ttl_ms,
         ]
+        if ends_delivery and self._held_in:
+            keys += [self._held_in, self._held_index]
+            args.append(ends_delivery)
+        else:
+            keys += [self._keys.no_record(), self._keys.no_record()]
+            args.append("")
         if expectation is not None:
             keys.extend(expectation.script_keys(self._keys, outcome.requestId))
             args.extend(expectation.script_args())

@@ -12,6 +12,12 @@ record): a delivery tag already running in this process is not run a second time
 waits until the first run ends (at most ``DUPLICATE_WAIT_S``) before its task returns: the two
 copies share one unacked record, which the copy's acknowledgement would otherwise delete while
 the first still runs (and a crash then would lose what it held).
+
+A delivery that carries one request (``cancelq.cancel_order``) ends with that request's final
+outcome: the script that records it also deletes the delivery's unacked record
+(``finish.lua``), and marks it here, so the acknowledgement that follows the task skips its own
+two deletes, a round trip of every cancel (``worker/host/kombu_channel.py``). A mark is only
+ever set after the record is gone; a missing mark costs that round trip, nothing else.
 """
 
 from __future__ import annotations
@@ -19,15 +25,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from threading import Condition
+from threading import Condition, Lock
 from typing import Final
 
 #: How long a second copy of a running delivery waits for the first run to end.
 DUPLICATE_WAIT_S: Final = 30.0
 
 _current: ContextVar[str] = ContextVar("cancelq_delivery_tag", default="")
+_carried: ContextVar[str] = ContextVar("cancelq_delivery_request", default="")
 _running: set[str] = set()
 _ended = Condition()
+#: Delivery tags whose unacked record a finish deleted, not yet acknowledged here.
+_record_deleted: set[str] = set()
+_marks = Lock()
 
 
 def current_tag() -> str:
@@ -35,10 +45,33 @@ def current_tag() -> str:
     return _current.get()
 
 
+def ending_with(request_id: str) -> str:
+    """The tag of the delivery this execution runs when that delivery carries only
+    ``request_id`` (its outcome ends the delivery), else ""."""
+    tag = _current.get()
+    return tag if tag and request_id and _carried.get() == request_id else ""
+
+
+def mark_record_deleted(tag: str) -> None:
+    """The unacked record of delivery ``tag`` is deleted (its outcome's script did it)."""
+    with _marks:
+        _record_deleted.add(tag)
+
+
+def take_record_deleted(tag: str) -> bool:
+    """Was the unacked record of ``tag`` already deleted? Forgets the mark (one ack a mark)."""
+    with _marks:
+        if tag in _record_deleted:
+            _record_deleted.discard(tag)
+            return True
+        return False
+
+
 @contextmanager
-def running(tag: str) -> Iterator[bool]:
-    """Run the block as the execution of the delivery ``tag``; yields False (run nothing)
-    when this process already runs that delivery."""
+def running(tag: str, carries: str = "") -> Iterator[bool]:
+    """Run the block as the execution of the delivery ``tag`` (``carries``: the one request
+    it carries, when it carries one); yields False (run nothing) when this process already
+    runs that delivery."""
     with _ended:
         duplicate = bool(tag) and tag in _running
         if tag and not duplicate:
@@ -48,10 +81,11 @@ def running(tag: str) -> Iterator[bool]:
             _ended.wait_for(lambda: tag not in _running, timeout=DUPLICATE_WAIT_S)
         yield False
         return
-    token = _current.set(tag)
+    token, carried = _current.set(tag), _carried.set(carries)
     try:
         yield True
     finally:
+        _carried.reset(carried)
         _current.reset(token)
         with _ended:
             _running.discard(tag)

@@ -20,6 +20,7 @@ from cancelq.contract import REQUEST_ID_RE, CancelRequest
 from cancelq.errors import NotReplicatedError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.worker.decisions import Final
+from cancelq.worker.delivery import ending_with, mark_record_deleted
 from cancelq.worker.metrics import UNKNOWN_ACCOUNT
 from cancelq.worker.runtime import Runtime
 from cancelq.worker.scripted_pipeline import run_pipeline
@@ -146,13 +147,15 @@ class Recorder:
         also: Callable[[redis.client.Pipeline], None] | None = None,
         also_scripts: Sequence[Script] = (),
     ) -> None:
-        """Outcomes, claims, confirmation expectations and ``also`` in one pipeline."""
+        """Outcomes, claims, confirmation expectations and ``also`` in one pipeline (with the
+        unacked record of a delivery that ends with one of the outcomes)."""
         claims = self.rt.claims
+        ending = [ending_with(outcome.requestId) for outcome in outcomes]
 
         def fill(pipe: redis.client.Pipeline) -> None:
             if also is not None:
                 also(pipe)
-            for outcome, (request, keep) in zip(outcomes, requests, strict=True):
+            for outcome, (request, keep), tag in zip(outcomes, requests, ending, strict=True):
                 claims.finish(
                     outcome,
                     account=request.account,
@@ -160,9 +163,13 @@ class Recorder:
                     keep=keep,
                     client=pipe,
                     expectation=self._expectation(outcome, request),
+                    ends_delivery=tag,
                 )
 
         self._run(fill, [*claims.scripts, *also_scripts])
+        for tag in ending:
+            if tag:
+                mark_record_deleted(tag)
 
     def _settle(
         self,
@@ -173,24 +180,34 @@ class Recorder:
         keep: bool,
         expectation: Expectation | None = None,
     ) -> None:
-        """One outcome (``finish.lua``); then ``WAIT`` when ``CANCELQ_OUTCOME_MIN_REPLICAS``."""
+        """One outcome (``finish.lua``, with the unacked record of a delivery that ends with
+        it); then ``WAIT`` when ``CANCELQ_OUTCOME_MIN_REPLICAS``."""
         claims = self.rt.claims
+        tag = ending_with(outcome.requestId)
         if not self.rt.settings.outcome_min_replicas:
             claims.finish(
-                outcome, account=account, identity=identity, keep=keep, expectation=expectation
-            )
-            return
-        self._run(
-            lambda pipe: claims.finish(
                 outcome,
                 account=account,
                 identity=identity,
                 keep=keep,
-                client=pipe,
                 expectation=expectation,
-            ),
-            claims.scripts,
-        )
+                ends_delivery=tag,
+            )
+        else:
+            self._run(
+                lambda pipe: claims.finish(
+                    outcome,
+                    account=account,
+                    identity=identity,
+                    keep=keep,
+                    client=pipe,
+                    expectation=expectation,
+                    ends_delivery=tag,
+                ),
+                claims.scripts,
+            )
+        if tag:
+            mark_record_deleted(tag)
 
     def _run(
         self, fill: Callable[[redis.client.Pipeline], object], scripts: Sequence[Script]

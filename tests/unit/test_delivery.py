@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from cancelq.worker.delivery import current_tag, running
+from cancelq.worker.delivery import (
+    current_tag,
+    ending_with,
+    mark_record_deleted,
+    running,
+    take_record_deleted,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -45,3 +51,21 @@ def test_a_second_copy_waits_for_the_first_and_does_not_run() -> None:
 def test_different_deliveries_and_untagged_runs_do_not_wait() -> None:
     with running("a") as a, running("b") as b, running("") as untagged, running("") as again:
         assert (a, b, untagged, again) == (True, True, True, True)
+
+
+def test_only_the_request_a_delivery_carries_ends_it() -> None:
+    assert ending_with("r1") == ""  # outside a task
+    with running("t1", "r1"):
+        assert ending_with("r1") == "t1"
+        assert ending_with("r2") == ""  # another request's outcome (a kill covers it)
+        assert ending_with("") == ""
+    with running("t2"):  # a delivery of several requests (a batch, a kill)
+        assert ending_with("r1") == ""
+    assert ending_with("r1") == ""
+
+
+def test_a_deleted_record_is_skipped_by_one_acknowledgement() -> None:
+    assert not take_record_deleted("t9")
+    mark_record_deleted("t9")
+    assert take_record_deleted("t9")
+    assert not take_record_deleted("t9")  # a later copy's ack deletes its own record

@@ -248,13 +248,18 @@ def test_every_celery_setting_cancelq_sets_exists() -> None:
 def test_the_qos_methods_cancelq_overrides_are_the_ones_kombu_calls() -> None:
     """``worker/host/kombu_channel.py``'s QoS: kombu's ack and reject delete through
     ``_remove_from_indices(delivery_tag, pipe=None)`` (a MULTI pipeline when no pipe is given,
-    which Redis refuses at maxmemory), and the channel builds its QoS from ``Channel.QoS``."""
+    which Redis refuses at maxmemory) and only call ``execute()`` on what it returns (a
+    record the outcome's script deleted returns a stand-in with ``execute`` alone), and the
+    channel builds its QoS from ``Channel.QoS``."""
     assert list(inspect.signature(kombu_redis.QoS._remove_from_indices).parameters) == [
         "self",
         "delivery_tag",
         "pipe",
     ]
-    assert "_remove_from_indices(delivery_tag)" in inspect.getsource(kombu_redis.QoS.ack)
+    for method in (kombu_redis.QoS.ack, kombu_redis.QoS.reject):
+        source = inspect.getsource(method)
+        assert "self._remove_from_indices(delivery_tag).execute()" in source, method
+        assert source.count("_remove_from_indices") == 1, method
     assert "self.QoS(" in inspect.getsource(kombu_virtual.Channel.qos.fget)
     assert issubclass(QoS, kombu_redis.QoS)
     assert Channel.QoS is QoS

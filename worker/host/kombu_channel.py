@@ -45,6 +45,7 @@ from kombu.utils.json import dumps, loads
 from cancelq.errors import is_out_of_memory
 from cancelq.sentinel_connections import FollowingConnection, FollowingSSLConnection
 from cancelq.worker.dead_letters import Reason
+from cancelq.worker.delivery import take_record_deleted
 from cancelq.worker.envelopes import (
     PREVIEW_BYTES,
     as_text,
@@ -78,6 +79,13 @@ def held_delivery_tags() -> frozenset[str]:
             continue
 
 
+class _AlreadyDeleted:
+    """Stands for kombu's pipeline of deletes when there is nothing left to delete."""
+
+    def execute(self) -> list[int]:
+        return []
+
+
 class QoS(kombu_redis.QoS):
     """kombu's unacked bookkeeping, usable while Redis is at its maxmemory, in plain pipelines
     (two commands fewer a message than kombu's MULTI/EXEC), known to
@@ -107,9 +115,12 @@ class QoS(kombu_redis.QoS):
         """kombu's (5.7) deletes of an acked message, in a plain pipeline when kombu does not
         pass its own (its restore transaction does). The hash entry goes first: were Redis to
         stop between the two, an index entry without its message is what kombu's restore
-        already drops."""
+        already drops. Nothing is sent for a record the request's outcome already deleted
+        (``worker/delivery.py``: one round trip a cancel fewer)."""
         if pipe is not None:
             return super()._remove_from_indices(delivery_tag, pipe)  # type: ignore[no-untyped-call]
+        if take_record_deleted(delivery_tag):
+            return _AlreadyDeleted()
         with self.channel.conn_or_acquire() as client:
             return (
                 client.pipeline(transaction=False)

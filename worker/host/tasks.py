@@ -57,7 +57,12 @@ class PipelineProvider:
 def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
     """The public tasks take keyword arguments only; the internal one takes what dispatch sent."""
 
-    def public(name: str, run: Callable[[CancelPipeline, dict[str, Any], str], None]) -> None:
+    def public(
+        name: str,
+        run: Callable[[CancelPipeline, dict[str, Any], str], None],
+        *,
+        carries_one_request: bool,
+    ) -> None:
         @app.task(name=name, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
         def task(self: Task, *args: Any, **fields: Any) -> None:
             pipeline = provider()
@@ -66,12 +71,13 @@ def register_tasks(app: Celery, provider: Callable[[], CancelPipeline]) -> None:
             if call is None:
                 pipeline.reject(fields, task_id, POSITIONAL_REFUSED)
                 return
-            with running(_delivery_tag(self)) as first:
+            carries = _carried_request(call, task_id) if carries_one_request else ""
+            with running(_delivery_tag(self), carries) as first:
                 if first:
                     _guarded(self, pipeline, lambda: run(pipeline, call, task_id))
 
-    public(TASK_NAME, CancelPipeline.handle)
-    public(KILL_TASK_NAME, CancelPipeline.kill)
+    public(TASK_NAME, CancelPipeline.handle, carries_one_request=True)
+    public(KILL_TASK_NAME, CancelPipeline.kill, carries_one_request=False)
 
     @app.task(name=SUBMIT_TASK, bind=True, max_retries=None, ignore_result=True)  # type: ignore[untyped-decorator]
     def submit(
@@ -118,6 +124,14 @@ def keyword_fields(args: tuple[Any, ...], fields: dict[str, Any]) -> dict[str, A
     if len(args) == 1 and isinstance(args[0], dict) and not fields:
         return args[0]
     return None
+
+
+def _carried_request(fields: dict[str, Any], task_id: str) -> str:
+    """The request id a cancel's outcome will carry: its ``requestId``, else the task id (as
+    the pipeline reads it; a malformed one is rejected under the task id, and then no finish
+    ends the delivery: its acknowledgement deletes the record as usual)."""
+    request_id = fields.get("requestId")
+    return request_id if isinstance(request_id, str) and request_id else task_id
 
 
 def _delivery_tag(task: Task) -> str:
