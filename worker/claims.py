@@ -73,6 +73,12 @@ class ClaimStore:
         return [self._claim, self._finish]
 
     @property
+    def record_index(self) -> str:
+        """This process's unacked index (kombu's), "" outside a worker: what the intake needs
+        to delete the record of a delivery that ends with its parking."""
+        return self._held_index
+
+    @property
     def lease_ms(self) -> int:
         return self._lease_ms
 

@@ -8,6 +8,10 @@ the caller decides with the claim alone (a kill marker needs the request's enque
 Python compares). This saves a Redis round trip per cancel on the common path, where a round
 trip is the largest cost
 (``python -m bench.profile``: socket sends were a third of the worker's samples).
+
+A cancel the admission parks ends its delivery there (the lane holds it now): when the caller
+says the delivery carries only this request (``worker/delivery.py``), the script also deletes
+the delivery's unacked record, so the acknowledgement after the task sends nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ if claimed[1] ~= 'own' or #claimed[5] > 0 then
 end
 local admit_argv = slice(ARGV, {CLAIM_ARGS + 1}, {CLAIM_ARGS + ADMIT_ARGS})
 admit_argv[#admit_argv + 1] = tostring(claimed[3])  -- owned: its attempts, not read again
-return {{claimed, admit(slice(KEYS, {CLAIM_KEYS + 1}, {CLAIM_KEYS + ADMIT_KEYS}), admit_argv)}}
+local admitted = admit(slice(KEYS, {CLAIM_KEYS + 1}, {CLAIM_KEYS + ADMIT_KEYS}), admit_argv)
+-- parked: the lane holds it, and a delivery of this request alone has ended (its unacked
+-- record: claim's ARGV[6] hash and ARGV[7] tag, the index named after the admit's ARGV)
+local index = ARGV[{CLAIM_ARGS + ADMIT_ARGS + 1}]
+if admitted[1] == 0 and index ~= '' and ARGV[7] ~= '' then
+  redis.call('HDEL', ARGV[6], ARGV[7])
+  redis.call('ZREM', index, ARGV[7])
+end
+return {{claimed, admitted}}
 """
 
 
@@ -88,8 +100,12 @@ class Intake:
         self,
         claim_call: tuple[Sequence[str], Sequence[str | int]],
         admit_call: tuple[Sequence[str], Sequence[str | int]],
+        record_index: str = "",
     ) -> IntakeResult:
-        """Run the script with the KEYS/ARGV the claim store and the lanes built."""
+        """Run the script with the KEYS/ARGV the claim store and the lanes built.
+        ``record_index``: the unacked index of this process when the delivery carries this
+        request alone: a parked cancel's record (the claim's unacked hash and delivery tag)
+        is then deleted in the same step (the caller marks it, ``worker/delivery.py``)."""
         (ckeys, cargs), (akeys, aargs) = claim_call, admit_call
         if (len(ckeys), len(cargs), len(akeys), len(aargs)) != (
             CLAIM_KEYS,
@@ -99,7 +115,7 @@ class Intake:
         ):
             raise ValueError("intake: the claim or admit call changed shape; update the glue")
         try:
-            raw = self._script(keys=[*ckeys, *akeys], args=[*cargs, *aargs])
+            raw = self._script(keys=[*ckeys, *akeys], args=[*cargs, *aargs, record_index])
         except redis.RedisError as exc:
             raise StoreError(f"taking in a cancel failed: {exc}") from exc
         admission = parse_admission(raw[1]) if len(raw) > 1 else None

@@ -29,6 +29,7 @@ from cancelq.errors import ContractError, StoreError
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
+from cancelq.worker.delivery import ending_with, mark_record_deleted
 from cancelq.worker.field_notes import FieldNotes
 from cancelq.worker.intake import IntakeResult
 from cancelq.worker.killswitch import KillSwitch, covered_by, kill_covering
@@ -97,6 +98,8 @@ class CancelPipeline:
             return
         provisional = Ticket(request, request_id, account, 0, taken_ms)
         admit_call = self.lanes.admit_call(**self._admit_args(provisional, 0.0, coalesce))
+        ending = ending_with(request_id)  # parked here, this delivery ends (its record too)
+        record_index = self.rt.claims.record_index if ending else ""
 
         def intake(_: Sequence[int], check: bool) -> list[IntakeResult]:
             claim_call = self.rt.claims.claim_call(
@@ -109,9 +112,11 @@ class CancelPipeline:
                     own_beat=check,
                 )
             )
-            return [self.rt.intake.run(claim_call, admit_call)]
+            return [self.rt.intake.run(claim_call, admit_call, record_index)]
 
         [result] = self._own_beat.settle(1, intake, lambda r: r.claim.verdict == "stale")
+        if record_index and result.admission is not None and not result.admission.admitted:
+            mark_record_deleted(ending)  # parked: the script deleted the delivery's record
         ticket = self._ticket(request, request_id, account, result.claim)
         if ticket is None:
             return

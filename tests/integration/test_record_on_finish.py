@@ -1,10 +1,12 @@
-"""A cancel's outcome deletes the unacked record of the delivery that carried it, in the script
-that records it (``finish.lua``), and the acknowledgement after the task sends nothing more:
-one round trip a cancel fewer. Against a real Redis, and end to end with the real worker and a
-cancel sent with Celery's own ``send_task``."""
+"""A cancel's outcome, or its parking, deletes the unacked record of the delivery that carried
+it, in the script that records it (``finish.lua``) or parks it (the intake), and the
+acknowledgement after the task sends nothing more: one round trip a cancel fewer. Against a
+real Redis, and end to end with the real worker and cancels sent with Celery's own
+``send_task``."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -15,8 +17,12 @@ from bench.round_trips import Monitor
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
 from cancelq.replies import as_text
-from cancelq.worker.claims import ClaimStore
+from cancelq.worker.claims import ClaimEntry, ClaimStore
+from cancelq.worker.delivery import running
+from cancelq.worker.intake import Intake, IntakeResult
+from cancelq.worker.ratelimit.lanes import Lanes
 from tests.integration.test_celery_send_task import send_task
+from tests.integration.test_intake import IDENTITY, SPOT, busy
 from tests.support import Stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -81,39 +87,121 @@ def test_a_store_outside_a_worker_deletes_no_record(held: redis.Redis) -> None:
     assert holding(held) == (True, True)
 
 
-def unacked_deletes_by_clients(entries: list[dict[str, Any]]) -> list[str]:
-    """HDEL/ZREM of an unacked hash or index sent by a client (not from inside a script)."""
-    found = []
+def take(client: redis.Redis, request_id: str, record_index: str) -> IntakeResult:
+    """The intake of ``request_id`` as delivery ``TAG`` of ``POD``, coalescing (a busy lane
+    parks it)."""
+    claims = store(client)
+    lanes = Lanes(client, KEYS, park_ttl_s=60, lease_ms=30_000)
+    with running(TAG, request_id):
+        return Intake(client).run(
+            claims.claim_call(
+                ClaimEntry("acct", IDENTITY, request_id, int(time.time() * 1000), attempt=False)
+            ),
+            lanes.admit_call(
+                account="acct",
+                category="spot",
+                budget=SPOT,
+                request_id=request_id,
+                item_json=json.dumps({"requestId": request_id}),
+                delay_ms=0,
+                claim_key=KEYS.claim("acct", IDENTITY),
+                coalesce=True,
+            ),
+            record_index,
+        )
+
+
+def test_a_parked_cancel_deletes_the_record_of_its_delivery(held: redis.Redis) -> None:
+    busy(Lanes(held, KEYS, park_ttl_s=60, lease_ms=30_000))
+    result = take(held, "r1", store(held).record_index)
+    assert result.admission is not None
+    assert not result.admission.admitted
+    assert holding(held) == (False, False)
+
+
+def test_a_parked_cancel_of_a_delivery_that_goes_on_keeps_the_record(held: redis.Redis) -> None:
+    busy(Lanes(held, KEYS, park_ttl_s=60, lease_ms=30_000))
+    result = take(held, "r1", "")
+    assert result.admission is not None
+    assert not result.admission.admitted
+    assert holding(held) == (True, True)
+
+
+def test_an_admitted_cancel_keeps_the_record_until_its_outcome(held: redis.Redis) -> None:
+    result = take(held, "r1", store(held).record_index)
+    assert result.admission is not None
+    assert result.admission.admitted
+    assert holding(held) == (True, True)
+
+
+def records_written(entries: list[dict[str, Any]], task: str) -> set[str]:
+    """Delivery tags of the unacked records written for messages of ``task``."""
+    tags = set()
+    for entry in entries:
+        command = str(entry.get("command", ""))
+        words = command.split()
+        if (
+            len(words) > 2
+            and words[0].upper() == "HSET"
+            and words[1].startswith(f"{KEYS.prefix}:unacked:")
+            and task in command
+        ):
+            tags.add(words[2])
+    return tags
+
+
+def unacked_deletes_by_clients(entries: list[dict[str, Any]]) -> set[str]:
+    """Delivery tags whose unacked record a client deleted (HDEL/ZREM of an unacked hash or
+    index sent as a command, not from inside a script)."""
+    found = set()
     for entry in entries:
         words = str(entry.get("command", "")).split()
         if (
             entry.get("client_type") != "lua"
-            and len(words) > 1
+            and len(words) > 2
             and words[0].upper() in ("HDEL", "ZREM")
             and words[1].startswith((f"{KEYS.prefix}:unacked:", f"{KEYS.prefix}:unacked_index:"))
         ):
-            found.append(str(entry["command"]))
+            found.add(words[2])
     return found
+
+
+def sent_while_monitored(stack: Stack, links: list[str]) -> list[dict[str, Any]]:
+    """Orders placed for ``links``, their cancels sent with ``send_task`` and all cancelled,
+    the Redis commands meanwhile (up to their acknowledgements)."""
+    for link in links:
+        stack.place(order_link_id=link)
+    monitor = Monitor(redis.Redis.from_url(stack.redis_server.url)).start()
+    try:
+        ids = send_task(stack, "int", links)
+        found = stack.producer.wait_many(ids, 30)
+        assert [found[i].status for i in ids] == [Status.CANCELLED] * len(ids)
+        time.sleep(0.5)  # the acknowledgements after the tasks
+    finally:
+        monitor.stop()
+    pods = [as_text(p) for p in stack.redis.zrange(KEYS.pods(), 0, -1)]
+    assert wait_until(
+        lambda: all(stack.redis.hlen(KEYS.pod_unacked(pod)) == 0 for pod in pods), 5
+    ), "a record was left behind"
+    return monitor.entries
 
 
 def test_a_cancel_sent_with_send_task_is_acknowledged_without_a_round_trip(
     stack: Stack,
 ) -> None:
-    stack.place(order_link_id="record-on-finish")
-    monitor = Monitor(redis.Redis.from_url(stack.redis_server.url)).start()
-    try:
-        [request_id] = send_task(stack, "int", ["record-on-finish"])
-        found = stack.producer.wait_many([request_id], 15)
-        assert found[request_id].status is Status.CANCELLED
-        time.sleep(0.5)  # the acknowledgement after the task
-    finally:
-        monitor.stop()
-    inside = [
-        e for e in monitor.entries if e.get("client_type") == "lua" and "unacked" in e["command"]
-    ]
-    assert any(str(e["command"]).upper().startswith("HDEL") for e in inside), inside
-    assert unacked_deletes_by_clients(monitor.entries) == []
-    pods = [as_text(p) for p in stack.redis.zrange(KEYS.pods(), 0, -1)]
-    assert wait_until(
-        lambda: all(stack.redis.hlen(KEYS.pod_unacked(pod)) == 0 for pod in pods), 5
-    ), "a record was left behind"
+    entries = sent_while_monitored(stack, ["record-on-finish"])
+    [tag] = records_written(entries, "cancelq.cancel_order")
+    inside = [e for e in entries if e.get("client_type") == "lua" and "unacked" in e["command"]]
+    assert any(str(e["command"]).upper().startswith("HDEL") and tag in e["command"] for e in inside)
+    assert unacked_deletes_by_clients(entries) == set()
+
+
+def test_parked_cancels_are_acknowledged_without_a_round_trip(stack: Stack) -> None:
+    """30 cancels at once on a key of 20/s: some park (a dispatcher sends them as batches,
+    ``cancelq.submit`` messages, whose acknowledgements delete their records as before)."""
+    entries = sent_while_monitored(stack, [f"parked-{n}" for n in range(30)])
+    cancels = records_written(entries, "cancelq.cancel_order")
+    batches = records_written(entries, "cancelq.submit")
+    assert len(cancels) == 30
+    assert batches, "nothing parked: the test did not reach the parked path"
+    assert unacked_deletes_by_clients(entries) == batches
