@@ -17,12 +17,14 @@ A delivery that carries one request (``cancelq.cancel_order``) ends with that re
 outcome: the script that records it also deletes the delivery's unacked record
 (``finish.lua``), and marks it here, so the acknowledgement that follows the task skips its own
 two deletes, a round trip of every cancel (``worker/host/kombu_channel.py``). A mark is only
-ever set after the record is gone; a missing mark costs that round trip, nothing else.
+ever set after the record is gone; a missing mark costs that round trip, nothing else. Only a
+delivery this process's own broker channel holds ends so (the threads and solo pools): under
+prefork the channel, and the acknowledgement, are the parent's, which would delete again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from threading import Condition, Lock
@@ -35,6 +37,15 @@ _current: ContextVar[str] = ContextVar("cancelq_delivery_tag", default="")
 _carried: ContextVar[str] = ContextVar("cancelq_delivery_request", default="")
 _running: set[str] = set()
 _ended = Condition()
+
+
+#: Does this process's broker channel hold the delivery of this tag? Set by the channel
+#: (``worker/host/kombu_channel.py``); without one, no delivery is held here.
+def _nothing_held(_tag: str) -> bool:
+    return False
+
+
+_held_here: list[Callable[[str], bool]] = [_nothing_held]
 #: Delivery tags whose unacked record a finish deleted, not yet acknowledged here.
 _record_deleted: set[str] = set()
 _marks = Lock()
@@ -45,11 +56,18 @@ def current_tag() -> str:
     return _current.get()
 
 
+def held_here_by(check: Callable[[str], bool]) -> None:
+    """Install the broker channel's answer to "is this delivery held in this process?"."""
+    _held_here[0] = check
+
+
 def ending_with(request_id: str) -> str:
     """The tag of the delivery this execution runs when that delivery carries only
-    ``request_id`` (its outcome ends the delivery), else ""."""
+    ``request_id`` (its outcome ends the delivery) and this process holds it, else ""."""
     tag = _current.get()
-    return tag if tag and request_id and _carried.get() == request_id else ""
+    if tag and request_id and _carried.get() == request_id and _held_here[0](tag):
+        return tag
+    return ""
 
 
 def mark_record_deleted(tag: str) -> None:

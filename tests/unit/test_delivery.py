@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from cancelq.worker.delivery import (
     current_tag,
     ending_with,
+    held_here_by,
     mark_record_deleted,
     running,
     take_record_deleted,
@@ -53,7 +55,17 @@ def test_different_deliveries_and_untagged_runs_do_not_wait() -> None:
         assert (a, b, untagged, again) == (True, True, True, True)
 
 
-def test_only_the_request_a_delivery_carries_ends_it() -> None:
+@pytest.fixture
+def held_here() -> Iterator[set[str]]:
+    """The tags this process's broker channel holds (as worker/host/kombu_channel.py says)."""
+    held: set[str] = set()
+    held_here_by(held.__contains__)
+    yield held
+    held_here_by(lambda _tag: False)
+
+
+def test_only_the_request_a_delivery_carries_ends_it(held_here: set[str]) -> None:
+    held_here.update({"t1", "t2"})
     assert ending_with("r1") == ""  # outside a task
     with running("t1", "r1"):
         assert ending_with("r1") == "t1"
@@ -62,6 +74,12 @@ def test_only_the_request_a_delivery_carries_ends_it() -> None:
     with running("t2"):  # a delivery of several requests (a batch, a kill)
         assert ending_with("r1") == ""
     assert ending_with("r1") == ""
+
+
+def test_a_delivery_another_process_holds_never_ends_here(held_here: set[str]) -> None:
+    """Prefork: the parent's channel holds it, and its acknowledgement deletes the record."""
+    with running("t3", "r3"):
+        assert ending_with("r3") == ""
 
 
 def test_a_deleted_record_is_skipped_by_one_acknowledgement() -> None:

@@ -45,7 +45,7 @@ from kombu.utils.json import dumps, loads
 from cancelq.errors import is_out_of_memory
 from cancelq.sentinel_connections import FollowingConnection, FollowingSSLConnection
 from cancelq.worker.dead_letters import Reason
-from cancelq.worker.delivery import take_record_deleted
+from cancelq.worker.delivery import held_here_by, take_record_deleted
 from cancelq.worker.envelopes import (
     PREVIEW_BYTES,
     as_text,
@@ -77,6 +77,9 @@ def held_delivery_tags() -> frozenset[str]:
             )
         except RuntimeError:  # changed size during iteration
             continue
+
+
+held_here_by(lambda tag: tag in held_delivery_tags())
 
 
 class _AlreadyDeleted:
