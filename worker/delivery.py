@@ -39,12 +39,12 @@ _running: set[str] = set()
 _ended = Condition()
 
 
-#: Does this process's broker channel hold the delivery of this tag? Set by the channel
-#: (``worker/host/kombu_channel.py``); without one, no delivery is held here.
 def _nothing_held(_tag: str) -> bool:
     return False
 
 
+#: Does this process's broker channel hold the delivery of this tag? Set by the channel
+#: (``worker/host/kombu_channel.py``); without one, no delivery is held here.
 _held_here: list[Callable[[str], bool]] = [_nothing_held]
 #: Delivery tags whose unacked record a finish deleted, not yet acknowledged here.
 _record_deleted: set[str] = set()
