@@ -14,7 +14,7 @@ from cancelq.outcomes import Outcome, Status
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import ClaimEntry, ClaimStore, parse_claim
 from cancelq.worker.delivery import running
-from cancelq.worker.intake import Intake
+from cancelq.worker.intake import Intake, IntakeResult
 from cancelq.worker.ratelimit.lanes import COALESCE_BUSY_MS, Budget, Lanes
 from cancelq.worker.scripted_pipeline import run_pipeline
 from tests.support import Stack, cancel
@@ -49,9 +49,15 @@ def busy(lanes: Lanes) -> None:
     assert admission.admitted
 
 
-def take(  # type: ignore[no-untyped-def]
-    client: redis.Redis, claims: ClaimStore, lanes: Lanes, rid: str, *, coalesce: bool = False
-):
+def take(
+    client: redis.Redis,
+    claims: ClaimStore,
+    lanes: Lanes,
+    rid: str,
+    *,
+    coalesce: bool = False,
+    record_index: str = "",
+) -> IntakeResult:
     return Intake(client).run(
         claims.claim_call(
             ClaimEntry("acct", IDENTITY, rid, int(time.time() * 1000), attempt=False)
@@ -66,6 +72,7 @@ def take(  # type: ignore[no-untyped-def]
             claim_key=KEYS.claim("acct", IDENTITY),
             coalesce=coalesce,
         ),
+        record_index,
     )
 
 

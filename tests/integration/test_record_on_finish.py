@@ -6,7 +6,6 @@ real Redis, and end to end with the real worker and cancels sent with Celery's o
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,12 +16,13 @@ from bench.round_trips import Monitor
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome, Status
 from cancelq.replies import as_text
-from cancelq.worker.claims import ClaimEntry, ClaimStore
+from cancelq.worker.claims import ClaimStore
 from cancelq.worker.delivery import running
-from cancelq.worker.intake import Intake, IntakeResult
+from cancelq.worker.intake import IntakeResult
 from cancelq.worker.ratelimit.lanes import Lanes
 from tests.integration.test_celery_send_task import send_task
-from tests.integration.test_intake import IDENTITY, SPOT, busy
+from tests.integration.test_intake import busy
+from tests.integration.test_intake import take as intake
 from tests.support import Stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -90,24 +90,10 @@ def test_a_store_outside_a_worker_deletes_no_record(held: redis.Redis) -> None:
 def take(client: redis.Redis, request_id: str, record_index: str) -> IntakeResult:
     """The intake of ``request_id`` as delivery ``TAG`` of ``POD``, coalescing (a busy lane
     parks it)."""
-    claims = store(client)
     lanes = Lanes(client, KEYS, park_ttl_s=60, lease_ms=30_000)
     with running(TAG, request_id):
-        return Intake(client).run(
-            claims.claim_call(
-                ClaimEntry("acct", IDENTITY, request_id, int(time.time() * 1000), attempt=False)
-            ),
-            lanes.admit_call(
-                account="acct",
-                category="spot",
-                budget=SPOT,
-                request_id=request_id,
-                item_json=json.dumps({"requestId": request_id}),
-                delay_ms=0,
-                claim_key=KEYS.claim("acct", IDENTITY),
-                coalesce=True,
-            ),
-            record_index,
+        return intake(
+            client, store(client), lanes, request_id, coalesce=True, record_index=record_index
         )
 
 
