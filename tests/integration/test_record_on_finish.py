@@ -162,13 +162,13 @@ def sent_while_monitored(stack: Stack, links: list[str]) -> list[dict[str, Any]]
         ids = send_task(stack, "int", links)
         found = stack.producer.wait_many(ids, 30)
         assert [found[i].status for i in ids] == [Status.CANCELLED] * len(ids)
-        time.sleep(0.5)  # the acknowledgements after the tasks
+        # every record deleted (by a script, or by a batch's acknowledgement) while monitored
+        pods = [as_text(p) for p in stack.redis.zrange(KEYS.pods(), 0, -1)]
+        assert wait_until(
+            lambda: all(stack.redis.hlen(KEYS.pod_unacked(pod)) == 0 for pod in pods), 10
+        ), "a record was left behind"
     finally:
         monitor.stop()
-    pods = [as_text(p) for p in stack.redis.zrange(KEYS.pods(), 0, -1)]
-    assert wait_until(
-        lambda: all(stack.redis.hlen(KEYS.pod_unacked(pod)) == 0 for pod in pods), 5
-    ), "a record was left behind"
     return monitor.entries
 
 
