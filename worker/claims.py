@@ -21,7 +21,7 @@ from cancelq.errors import StoreError
 from cancelq.keys import Keys
 from cancelq.outcomes import Outcome
 from cancelq.replies import as_text
-from cancelq.worker.delivery import current_tag
+from cancelq.worker.delivery import current_tag, ending_with
 from cancelq.worker.scripted_pipeline import queue_script
 
 Verdict = Literal["own", "duplicate", "finished", "held", "taken", "stale"]
@@ -71,6 +71,13 @@ class ClaimStore:
     def scripts(self) -> list[Script]:
         """The scripts a pipeline of claims or outcomes may call (reloaded after NOSCRIPT)."""
         return [self._claim, self._finish]
+
+    def ending(self, request_id: str) -> str:
+        """The tag of the delivery that ends with ``request_id`` (``worker/delivery.py``) when
+        this store can delete its record (a worker's, with its unacked keys), else "": the one
+        answer :meth:`finish` and the intake both act on, so a delivery is marked deleted only
+        where its record was."""
+        return ending_with(request_id) if self._held_in else ""
 
     @property
     def record_index(self) -> str:
@@ -134,7 +141,7 @@ class ClaimStore:
     ) -> bool:
         """Record ``outcome`` (first one wins) and keep or release the identity's claim; with
         ``expectation``, register it in the same step (only when the outcome is new); with
-        ``ends_delivery`` (a delivery tag of this process), delete that delivery's unacked
+        ``ends_delivery`` (a delivery tag :meth:`ending` gave), delete that delivery's unacked
         record in the same step (``worker/delivery.py``: the caller marks it deleted once the
         script has run).
 

@@ -29,7 +29,7 @@ from cancelq.errors import ContractError, StoreError
 from cancelq.signals import AUTH_FAILED, RATE_LIMITED, SENT, SignalCounts
 from cancelq.worker.claims import Claim, ClaimEntry, parse_claim
 from cancelq.worker.decisions import Again, Final, RetryPolicy
-from cancelq.worker.delivery import ending_with, mark_record_deleted
+from cancelq.worker.delivery import mark_record_deleted
 from cancelq.worker.field_notes import FieldNotes
 from cancelq.worker.intake import IntakeResult
 from cancelq.worker.killswitch import KillSwitch, covered_by, kill_covering
@@ -98,7 +98,7 @@ class CancelPipeline:
             return
         provisional = Ticket(request, request_id, account, 0, taken_ms)
         admit_call = self.lanes.admit_call(**self._admit_args(provisional, 0.0, coalesce))
-        ending = ending_with(request_id)  # parked here, this delivery ends (its record too)
+        ending = self.rt.claims.ending(request_id)  # parked here, the delivery ends
         record_index = self.rt.claims.record_index if ending else ""
 
         def intake(_: Sequence[int], check: bool) -> list[IntakeResult]:

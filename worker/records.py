@@ -20,7 +20,7 @@ from cancelq.contract import REQUEST_ID_RE, CancelRequest
 from cancelq.errors import NotReplicatedError, StoreError
 from cancelq.outcomes import Outcome, Status
 from cancelq.worker.decisions import Final
-from cancelq.worker.delivery import ending_with, mark_record_deleted
+from cancelq.worker.delivery import mark_record_deleted
 from cancelq.worker.metrics import UNKNOWN_ACCOUNT
 from cancelq.worker.runtime import Runtime
 from cancelq.worker.scripted_pipeline import run_pipeline
@@ -150,7 +150,7 @@ class Recorder:
         """Outcomes, claims, confirmation expectations and ``also`` in one pipeline (with the
         unacked record of a delivery that ends with one of the outcomes)."""
         claims = self.rt.claims
-        ending = [ending_with(outcome.requestId) for outcome in outcomes]
+        ending = [claims.ending(outcome.requestId) for outcome in outcomes]
 
         def fill(pipe: redis.client.Pipeline) -> None:
             if also is not None:
@@ -183,7 +183,7 @@ class Recorder:
         """One outcome (``finish.lua``, with the unacked record of a delivery that ends with
         it); then ``WAIT`` when ``CANCELQ_OUTCOME_MIN_REPLICAS``."""
         claims = self.rt.claims
-        tag = ending_with(outcome.requestId)
+        tag = claims.ending(outcome.requestId)
         if not self.rt.settings.outcome_min_replicas:
             claims.finish(
                 outcome,
